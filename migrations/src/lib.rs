@@ -1,0 +1,16 @@
+//! Schema migrations for estgate. This crate names tables and columns with its own
+//! identifiers and never imports the server crate, so old migrations stay frozen when the
+//! server's entities evolve.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m0001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_initial::Migration)]
+    }
+}

@@ -1,0 +1,117 @@
+//! Composition: config → PKI files → database (with migrations) → store, CA, RA →
+//! listener. Shared by `main` and the integration tests, so tests start the real server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::ca::dev::{ensure_dev_ca, ensure_tls_cert, PkiFiles};
+use crate::ca::{Ca, CaError};
+use crate::config::Config;
+use crate::domain::Clock;
+use crate::ra::Ra;
+use crate::store::{Store, StoreError};
+use crate::web::{self, AppState, WebError};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    #[error("data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("CA: {0}")]
+    Ca(#[from] CaError),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Web(#[from] WebError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Creates the data directory (mode 0700) and, when none is configured, the development CA
+/// and TLS certificate. Existing files are reused, never replaced.
+pub fn prepare_files(config: &Config, now: i64) -> Result<(), AppError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = &config.data_dir;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| AppError::DataDir { path: dir.display().to_string(), source })?;
+    }
+    if config.dev_ca && ensure_dev_ca(&PkiFiles::in_dir(dir), now)? {
+        tracing::info!("created a development CA in {}", dir.display());
+    }
+    if config.dev_tls
+        && ensure_tls_cert(&config.tls_cert, &config.tls_key, &config.ca_chain, &config.ca_key, now)?
+    {
+        tracing::info!("issued a TLS server certificate for localhost: {}", config.tls_cert.display());
+    }
+    Ok(())
+}
+
+/// Writes the trust anchor (the last certificate of the CA chain) to `<data-dir>/ca.pem`
+/// when a configured CA is used, so clients always find it in one place.
+fn publish_trust_anchor(config: &Config, ca: &Ca) -> Result<(), AppError> {
+    if config.trust_anchor.exists() {
+        return Ok(());
+    }
+    if let Some(root) = ca.chain().last() {
+        let pem = pem_cert(root);
+        crate::ca::dev::write_new(&config.trust_anchor, pem.as_bytes(), 0o644)?;
+    }
+    Ok(())
+}
+
+pub fn pem_cert(der: &[u8]) -> String {
+    let b64 = estgate_protocol::transfer::encode_base64(der, estgate_protocol::transfer::Wrap::Columns64);
+    format!("-----BEGIN CERTIFICATE-----\r\n{b64}-----END CERTIFICATE-----\r\n").replace("\r\n", "\n")
+}
+
+pub async fn open_store(config: &Config) -> Result<Store, AppError> {
+    Ok(Store::open(&config.database_url).await?)
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub ra: Ra,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops (it stops on Ctrl-C in `main`).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, AppError> {
+    prepare_files(config, clock.now())?;
+    let ca = Arc::new(Ca::load(&config.ca_chain, &config.ca_key)?);
+    publish_trust_anchor(config, &ca)?;
+    let store = open_store(config).await?;
+    let ra = Ra::new(store, ca.clone(), clock);
+    let roots: Vec<Vec<u8>> = ca.chain().last().cloned().into_iter().collect();
+    let tls = web::tls_config(&config.tls_cert, &config.tls_key, &roots)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AppError::Listen { addr: config.listen, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| AppError::Listen { addr: config.listen, source })?;
+    let app = web::router(AppState { ra: ra.clone() });
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(web::serve(listener, tls, app, async move {
+        let _ = rx.await;
+    }));
+    Ok(Running { addr, ra, shutdown: Some(tx), task })
+}

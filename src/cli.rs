@@ -1,0 +1,624 @@
+//! The command line: `serve` and the administration commands, which act on the
+//! configured database directly (no server needs to run).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+use crate::domain::{
+    generate_secret, hash_secret, Actor, AuthType, Authorization, Clock, CsrMethod, EmailAddress,
+    KeyType, Secret, SubjectSource, SystemClock,
+};
+use crate::store::{AuditEntry, NewAccount, NewEndpoint, NewPerson, NewProfile, Store};
+
+/// Length of generated secret IDs, access codes and URI extensions (base62: ~119 bits).
+pub const SECRET_LEN: usize = 20;
+
+#[derive(Debug, Parser)]
+#[command(name = "estgate", version, about = "Certificate enrollment server: EST, self-enrollment, administration")]
+pub struct Cli {
+    /// TOML configuration file; every key can also be set as ESTGATE_<KEY>
+    #[arg(long, global = true, env = "ESTGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (database, generated CA and keys); overrides the config's data_dir
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (HTTPS, EST under /.well-known/est/)
+    Serve(ServeArgs),
+    /// Organisations and their verified domains
+    #[command(subcommand)]
+    Org(OrgCmd),
+    /// Departments of an organisation
+    #[command(subcommand, name = "dept")]
+    Department(DeptCmd),
+    /// Persons, with their secret IDs
+    #[command(subcommand)]
+    Person(PersonCmd),
+    /// Certificate profiles
+    #[command(subcommand)]
+    Profile(ProfileCmd),
+    /// Enrollment endpoints
+    #[command(subcommand)]
+    Endpoint(EndpointCmd),
+    /// Enrollment accounts (EST labels)
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Issued certificates
+    #[command(subcommand)]
+    Cert(CertCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Seed example data (idempotent) and print credentials and commands to try
+    #[arg(long)]
+    pub demo: bool,
+    /// Listen address, e.g. 127.0.0.1:8443 (overrides the config's listen)
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCmd {
+    /// Create an organisation with one or more verified domains
+    Add {
+        name: String,
+        /// A verified email/DNS domain (repeatable)
+        #[arg(long = "domain", required = true)]
+        domains: Vec<String>,
+    },
+    /// Add a verified domain to an organisation
+    AddDomain {
+        name: String,
+        #[arg(long)]
+        domain: String,
+    },
+    /// List organisations
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeptCmd {
+    /// Create a department
+    Add {
+        name: String,
+        #[arg(long)]
+        org: String,
+    },
+    /// List departments
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PersonCmd {
+    /// Create a person; a secret ID is generated and printed unless given or --no-secret-id
+    Add {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        first: String,
+        #[arg(long, default_value = "")]
+        middle: String,
+        #[arg(long)]
+        last: String,
+        #[arg(long)]
+        dept: Option<String>,
+        /// Use this secret ID instead of a generated one
+        #[arg(long, conflicts_with = "no_secret_id")]
+        secret_id: Option<String>,
+        /// Create the person without a secret ID
+        #[arg(long)]
+        no_secret_id: bool,
+    },
+    /// Set or reset a person's secret ID (generated and printed unless given)
+    SetSecretId {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        secret_id: Option<String>,
+    },
+    /// List persons
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCmd {
+    /// Create a certificate profile
+    Add {
+        name: String,
+        /// Where the subject comes from: person or device
+        #[arg(long)]
+        subject: String,
+        /// Allowed key types: rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384 (comma-separated)
+        #[arg(long, default_value = "rsa-2048,rsa-3072,rsa-4096,ec-p256,ec-p384", value_delimiter = ',')]
+        key_types: Vec<String>,
+        /// Default key type (must be allowed); default: the first allowed
+        #[arg(long)]
+        default_key_type: Option<String>,
+        /// Allowed terms in years (comma-separated)
+        #[arg(long, default_value = "1,2,3", value_delimiter = ',')]
+        terms: Vec<u32>,
+        /// Default term in years (must be allowed); default: the first allowed
+        #[arg(long)]
+        default_term: Option<u32>,
+        /// Certificates wait for an administrator's approval
+        #[arg(long)]
+        requires_approval: bool,
+    },
+    /// List profiles
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointCmd {
+    /// Create an enrollment endpoint; its URI extension is generated
+    Add {
+        name: String,
+        #[arg(long)]
+        org: String,
+        /// Authentication types: email-confirmation, secret-id (comma-separated)
+        #[arg(long, default_value = "email-confirmation,secret-id", value_delimiter = ',')]
+        auth: Vec<String>,
+        #[arg(long, default_value = "")]
+        help_link_text: String,
+        #[arg(long, default_value = "")]
+        help_link_target: String,
+        #[arg(long, default_value = "")]
+        help_text: String,
+        #[arg(long, default_value = "")]
+        eula_text: String,
+    },
+    /// List endpoints
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCmd {
+    /// Create an enrollment account
+    Add {
+        name: String,
+        #[arg(long)]
+        org: String,
+        /// Endpoint name (of the same organisation)
+        #[arg(long)]
+        endpoint: String,
+        /// Limit the account to one department
+        #[arg(long)]
+        dept: Option<String>,
+        /// Certificate profile (repeatable; the first is EST's)
+        #[arg(long = "profile", required = true)]
+        profiles: Vec<String>,
+        /// Who makes the key pair: server, client or both
+        #[arg(long, default_value = "both")]
+        csr_method: String,
+        /// Allow an empty PKCS#12 password for server-generated keys
+        #[arg(long)]
+        allow_empty_p12_password: bool,
+        /// access-code or none
+        #[arg(long)]
+        authorization: String,
+        /// Use this access code instead of a generated one (authorization access-code)
+        #[arg(long)]
+        access_code: Option<String>,
+        /// EST label: [a-z0-9-]{1,64}, not an operation name
+        #[arg(long)]
+        label: Option<String>,
+        /// Make this the default account (EST requests without a label)
+        #[arg(long)]
+        default: bool,
+    },
+    /// List accounts
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCmd {
+    /// List issued certificates: serial, subject, validity, status
+    List,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CliError(pub String);
+
+fn err(e: impl std::fmt::Display) -> CliError {
+    CliError(e.to_string())
+}
+
+pub fn load_config(cli: &Cli, listen: Option<String>) -> Result<Config, CliError> {
+    let overrides = Overrides { data_dir: cli.data_dir.clone(), listen };
+    Config::load(cli.config.as_deref(), |k| std::env::var(k).ok(), &overrides).map_err(err)
+}
+
+/// Runs an administration command against the configured database.
+pub async fn admin(cli: &Cli, config: &Config) -> Result<(), CliError> {
+    crate::app::prepare_files(config, SystemClock.now()).map_err(err)?;
+    let store = crate::app::open_store(config).await.map_err(err)?;
+    let admin = Admin { store, clock: Arc::new(SystemClock), actor: Actor::cli() };
+    admin.run(&cli.command).await
+}
+
+pub struct Admin {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub actor: Actor,
+}
+
+fn parse_list<T>(items: &[String], what: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, CliError> {
+    items
+        .iter()
+        .map(|s| parse(s.trim()).ok_or_else(|| CliError(format!("unknown {what} {s:?}"))))
+        .collect()
+}
+
+fn fmt_time(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| t.to_string())
+}
+
+impl Admin {
+    async fn audit(&self, action: &str, object: String, detail: String) -> Result<(), CliError> {
+        let entry = AuditEntry { actor: self.actor.clone(), action: action.into(), object, detail };
+        self.store.audit(&entry, self.clock.now()).await.map_err(err)
+    }
+
+    pub async fn run(&self, cmd: &Command) -> Result<(), CliError> {
+        match cmd {
+            Command::Serve(_) => Err(CliError("serve is not an admin command".into())),
+            Command::Org(c) => self.org(c).await,
+            Command::Department(c) => self.dept(c).await,
+            Command::Person(c) => self.person(c).await,
+            Command::Profile(c) => self.profile(c).await,
+            Command::Endpoint(c) => self.endpoint(c).await,
+            Command::Account(c) => self.account(c).await,
+            Command::Cert(CertCmd::List) => self.certs().await,
+        }
+    }
+
+    async fn org(&self, c: &OrgCmd) -> Result<(), CliError> {
+        match c {
+            OrgCmd::Add { name, domains } => {
+                for d in domains {
+                    if !crate::domain::is_dns_name(d) || !d.contains('.') {
+                        return Err(CliError(format!("{d:?} is not a domain name")));
+                    }
+                }
+                let org = self.store.create_organisation(name, domains, self.clock.now()).await.map_err(err)?;
+                self.audit("org.add", format!("organisation {}", org.id), domains.join(",")).await?;
+                println!("created organisation {} {:?} domains {}", org.id, org.name, org.domains.join(","));
+            }
+            OrgCmd::AddDomain { name, domain } => {
+                if !crate::domain::is_dns_name(domain) || !domain.contains('.') {
+                    return Err(CliError(format!("{domain:?} is not a domain name")));
+                }
+                let org = self.store.organisation_by_name(name).await.map_err(err)?;
+                self.store.add_domain(org.id, domain).await.map_err(err)?;
+                self.audit("org.add-domain", format!("organisation {}", org.id), domain.clone()).await?;
+                println!("added domain {domain} to {:?}", org.name);
+            }
+            OrgCmd::List => {
+                println!("{:<4} {:<32} DOMAINS", "ID", "NAME");
+                for o in self.store.organisations().await.map_err(err)? {
+                    println!("{:<4} {:<32} {}", o.id, o.name, o.domains.join(","));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn dept(&self, c: &DeptCmd) -> Result<(), CliError> {
+        match c {
+            DeptCmd::Add { name, org } => {
+                let org = self.store.organisation_by_name(org).await.map_err(err)?;
+                let d = self.store.create_department(org.id, name).await.map_err(err)?;
+                self.audit("dept.add", format!("department {}", d.id), name.clone()).await?;
+                println!("created department {} {:?} in {:?}", d.id, d.name, org.name);
+            }
+            DeptCmd::List => {
+                println!("{:<4} {:<6} NAME", "ID", "ORG");
+                for d in self.store.departments().await.map_err(err)? {
+                    println!("{:<4} {:<6} {}", d.id, d.organisation_id, d.name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn person(&self, c: &PersonCmd) -> Result<(), CliError> {
+        match c {
+            PersonCmd::Add { org, email, first, middle, last, dept, secret_id, no_secret_id } => {
+                let org = self.store.organisation_by_name(org).await.map_err(err)?;
+                let email = EmailAddress::parse(email)
+                    .ok_or_else(|| CliError(format!("{email:?} is not an email address")))?;
+                if !org.owns(email.domain()) {
+                    return Err(CliError(format!(
+                        "{} is not in a verified domain of {:?} ({})",
+                        email,
+                        org.name,
+                        org.domains.join(", ")
+                    )));
+                }
+                let department_id = match dept {
+                    Some(d) => Some(self.store.department_by_name(org.id, d).await.map_err(err)?.id),
+                    None => None,
+                };
+                let secret = match (secret_id, no_secret_id) {
+                    (_, true) => None,
+                    (Some(s), _) => Some((Secret::new(s.clone()), false)),
+                    (None, false) => Some((generate_secret(SECRET_LEN), true)),
+                };
+                let person = self
+                    .store
+                    .create_person(
+                        NewPerson {
+                            organisation_id: org.id,
+                            department_id,
+                            email: email.clone(),
+                            first_name: first.trim().to_string(),
+                            middle_name: middle.trim().to_string(),
+                            last_name: last.trim().to_string(),
+                            secret_id_hash: secret.as_ref().map(|(s, _)| hash_secret(s)),
+                        },
+                        self.clock.now(),
+                    )
+                    .await
+                    .map_err(err)?;
+                self.audit("person.add", format!("person {}", person.id), email.to_string()).await?;
+                println!("created person {} {}", person.id, person.email);
+                if let Some((s, true)) = secret {
+                    println!("secret-id: {}", s.expose());
+                }
+            }
+            PersonCmd::SetSecretId { email, secret_id } => {
+                let addr = EmailAddress::parse(email)
+                    .ok_or_else(|| CliError(format!("{email:?} is not an email address")))?;
+                let person = self
+                    .store
+                    .person_by_email(&addr)
+                    .await
+                    .map_err(err)?
+                    .ok_or_else(|| CliError(format!("no person {addr}")))?;
+                let (secret, generated) = match secret_id {
+                    Some(s) => (Secret::new(s.clone()), false),
+                    None => (generate_secret(SECRET_LEN), true),
+                };
+                self.store.set_person_secret_id(person.id, &hash_secret(&secret)).await.map_err(err)?;
+                self.audit("person.set-secret-id", format!("person {}", person.id), String::new()).await?;
+                println!("secret ID set for {}", person.email);
+                if generated {
+                    println!("secret-id: {}", secret.expose());
+                }
+            }
+            PersonCmd::List => {
+                println!("{:<4} {:<5} {:<6} {:<36} {:<32} SECRET-ID", "ID", "ORG", "DEPT", "EMAIL", "NAME");
+                for p in self.store.persons().await.map_err(err)? {
+                    let dept = p.department_id.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+                    let has = if p.secret_id_hash.is_some() { "set" } else { "-" };
+                    println!("{:<4} {:<5} {:<6} {:<36} {:<32} {}", p.id, p.organisation_id, dept, p.email, p.full_name(), has);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn profile(&self, c: &ProfileCmd) -> Result<(), CliError> {
+        match c {
+            ProfileCmd::Add { name, subject, key_types, default_key_type, terms, default_term, requires_approval } => {
+                let subject_source = SubjectSource::parse(subject)
+                    .ok_or_else(|| CliError(format!("--subject must be person or device, not {subject:?}")))?;
+                let key_types = parse_list(key_types, "key type", KeyType::parse)?;
+                let default_key_type = match default_key_type {
+                    Some(k) => KeyType::parse(k).ok_or_else(|| CliError(format!("unknown key type {k:?}")))?,
+                    None => *key_types.first().ok_or_else(|| CliError("no key type".into()))?,
+                };
+                if !key_types.contains(&default_key_type) {
+                    return Err(CliError("the default key type must be one of --key-types".into()));
+                }
+                if terms.is_empty() || terms.iter().any(|t| *t == 0 || *t > 10) {
+                    return Err(CliError("terms are whole years from 1 to 10".into()));
+                }
+                let default_term = default_term.unwrap_or(terms[0]);
+                if !terms.contains(&default_term) {
+                    return Err(CliError("the default term must be one of --terms".into()));
+                }
+                let p = self
+                    .store
+                    .create_profile(NewProfile {
+                        name: name.clone(),
+                        subject_source,
+                        key_types,
+                        default_key_type,
+                        terms_years: terms.clone(),
+                        default_term_years: default_term,
+                        requires_approval: *requires_approval,
+                    })
+                    .await
+                    .map_err(err)?;
+                self.audit("profile.add", format!("profile {}", p.id), name.clone()).await?;
+                println!("created profile {} {:?}", p.id, p.name);
+            }
+            ProfileCmd::List => {
+                println!("{:<4} {:<24} {:<8} {:<40} {:<8} APPROVAL", "ID", "NAME", "SUBJECT", "KEY TYPES (default first)", "TERMS");
+                for p in self.store.profiles().await.map_err(err)? {
+                    let mut keys = vec![p.default_key_type.as_str()];
+                    keys.extend(p.key_types.iter().map(|k| k.as_str()).filter(|k| *k != p.default_key_type.as_str()));
+                    let terms: Vec<String> = p.terms_years.iter().map(|t| t.to_string()).collect();
+                    println!(
+                        "{:<4} {:<24} {:<8} {:<40} {:<8} {}",
+                        p.id,
+                        p.name,
+                        p.subject_source,
+                        keys.join(","),
+                        format!("{} ({})", terms.join(","), p.default_term_years),
+                        if p.requires_approval { "required" } else { "-" }
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn endpoint(&self, c: &EndpointCmd) -> Result<(), CliError> {
+        match c {
+            EndpointCmd::Add { name, org, auth, help_link_text, help_link_target, help_text, eula_text } => {
+                let org = self.store.organisation_by_name(org).await.map_err(err)?;
+                let auth_types = parse_list(auth, "authentication type", AuthType::parse)?;
+                let e = self
+                    .store
+                    .create_endpoint(NewEndpoint {
+                        organisation_id: org.id,
+                        name: name.clone(),
+                        uri_extension: generate_secret(SECRET_LEN).expose().to_string(),
+                        auth_types,
+                        help_link_text: help_link_text.clone(),
+                        help_link_target: help_link_target.clone(),
+                        help_text: help_text.clone(),
+                        eula_text: eula_text.clone(),
+                    })
+                    .await
+                    .map_err(err)?;
+                self.audit("endpoint.add", format!("endpoint {}", e.id), name.clone()).await?;
+                println!("created endpoint {} {:?}", e.id, e.name);
+                println!("uri-extension: {}", e.uri_extension);
+            }
+            EndpointCmd::List => {
+                println!("{:<4} {:<5} {:<24} {:<24} AUTH", "ID", "ORG", "NAME", "URI EXTENSION");
+                for e in self.store.endpoints().await.map_err(err)? {
+                    let auth: Vec<&str> = e.auth_types.iter().map(|a| a.as_str()).collect();
+                    println!("{:<4} {:<5} {:<24} {:<24} {}", e.id, e.organisation_id, e.name, e.uri_extension, auth.join(","));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn account(&self, c: &AccountCmd) -> Result<(), CliError> {
+        match c {
+            AccountCmd::Add {
+                name,
+                org,
+                endpoint,
+                dept,
+                profiles,
+                csr_method,
+                allow_empty_p12_password,
+                authorization,
+                access_code,
+                label,
+                default,
+            } => {
+                let org = self.store.organisation_by_name(org).await.map_err(err)?;
+                let endpoint = self.store.endpoint_by_name(org.id, endpoint).await.map_err(err)?;
+                let department_id = match dept {
+                    Some(d) => Some(self.store.department_by_name(org.id, d).await.map_err(err)?.id),
+                    None => None,
+                };
+                let mut profile_ids = Vec::new();
+                for p in profiles {
+                    profile_ids.push(self.store.profile_by_name(p).await.map_err(err)?.id);
+                }
+                let csr_method = CsrMethod::parse(csr_method)
+                    .ok_or_else(|| CliError(format!("--csr-method must be server, client or both, not {csr_method:?}")))?;
+                let authorization = Authorization::parse(authorization)
+                    .ok_or_else(|| CliError(format!("--authorization must be access-code or none, not {authorization:?}")))?;
+                if let Some(l) = label {
+                    if !estgate_protocol::path::is_valid_label(l) {
+                        return Err(CliError(format!(
+                            "EST label {l:?} must match [a-z0-9-]{{1,64}} and not be an operation name"
+                        )));
+                    }
+                }
+                let code = match (authorization, access_code) {
+                    (Authorization::AccessCode, Some(c)) => {
+                        if c.len() < 8 {
+                            return Err(CliError("an access code needs at least 8 characters".into()));
+                        }
+                        Some((Secret::new(c.clone()), false))
+                    }
+                    (Authorization::AccessCode, None) => Some((generate_secret(SECRET_LEN), true)),
+                    (Authorization::None, Some(_)) => {
+                        return Err(CliError("--access-code needs --authorization access-code".into()))
+                    }
+                    (Authorization::None, None) => None,
+                };
+                let a = self
+                    .store
+                    .create_account(NewAccount {
+                        endpoint_id: endpoint.id,
+                        organisation_id: org.id,
+                        department_id,
+                        name: name.clone(),
+                        csr_method,
+                        allow_empty_pkcs12_password: *allow_empty_p12_password,
+                        authorization,
+                        access_code_hash: code.as_ref().map(|(c, _)| hash_secret(c)),
+                        est_label: label.clone(),
+                        is_default: *default,
+                        profile_ids,
+                    })
+                    .await
+                    .map_err(err)?;
+                self.audit("account.add", format!("account {}", a.id), name.clone()).await?;
+                println!("created account {} {:?} label {}", a.id, a.name, a.est_label.as_deref().unwrap_or("-"));
+                if let Some((c, true)) = code {
+                    println!("access-code: {}", c.expose());
+                }
+            }
+            AccountCmd::List => {
+                println!(
+                    "{:<4} {:<20} {:<16} {:<5} {:<6} {:<12} {:<7} {:<9} PROFILES",
+                    "ID", "NAME", "LABEL", "ORG", "DEPT", "AUTHZ", "CSR", "EMPTY-P12"
+                );
+                for a in self.store.accounts().await.map_err(err)? {
+                    let label = match (&a.est_label, a.is_default) {
+                        (Some(l), true) => format!("{l} (default)"),
+                        (Some(l), false) => l.clone(),
+                        (None, true) => "(default)".into(),
+                        (None, false) => "-".into(),
+                    };
+                    let profiles: Vec<String> = a.profile_ids.iter().map(|p| p.to_string()).collect();
+                    println!(
+                        "{:<4} {:<20} {:<16} {:<5} {:<6} {:<12} {:<7} {:<9} {}",
+                        a.id,
+                        a.name,
+                        label,
+                        a.organisation_id,
+                        a.department_id.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+                        a.authorization,
+                        a.csr_method,
+                        if a.allow_empty_pkcs12_password { "allowed" } else { "-" },
+                        profiles.join(",")
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn certs(&self) -> Result<(), CliError> {
+        println!("{:<34} {:<20} {:<20} {:<8} SUBJECT", "SERIAL", "NOT BEFORE", "NOT AFTER", "STATUS");
+        for c in self.store.certificates().await.map_err(err)? {
+            println!(
+                "{:<34} {:<20} {:<20} {:<8} {}",
+                c.serial,
+                fmt_time(c.not_before),
+                fmt_time(c.not_after),
+                c.status,
+                c.subject
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,236 @@
+//! `serve --demo`: example data a new user can enroll against at once. Idempotent: what
+//! exists is kept; the demo secrets are (re)set and written to
+//! `<data-dir>/demo-credentials.toml` (mode 0600) so scripts can read them.
+
+use std::path::Path;
+
+use crate::cli::SECRET_LEN;
+use crate::config::Config;
+use crate::domain::{
+    generate_secret, hash_secret, Actor, AuthType, Authorization, CsrMethod, EmailAddress, KeyType,
+    SubjectSource, UnixTime,
+};
+use crate::store::{AuditEntry, NewAccount, NewEndpoint, NewPerson, NewProfile, Store, StoreError};
+
+pub const ORG: &str = "Example Organisation";
+pub const DOMAIN: &str = "example.org";
+pub const PERSON: &str = "alice@example.org";
+pub const DEVICE: &str = "device-001.example.org";
+
+pub struct DemoAccount {
+    pub label: String,
+    pub username: String,
+    pub password: String,
+}
+
+pub struct Demo {
+    pub enroll_url: String,
+    pub accounts: Vec<DemoAccount>,
+}
+
+fn missing<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo, StoreError> {
+    let org = match missing(store.organisation_by_name(ORG).await)? {
+        Some(o) => o,
+        None => store.create_organisation(ORG, &[DOMAIN.to_string()], now).await?,
+    };
+    let email = EmailAddress::parse(PERSON).ok_or_else(|| StoreError::Corrupt("demo email".into()))?;
+    let secret_id = generate_secret(SECRET_LEN);
+    match store.person_by_email(&email).await? {
+        Some(p) => store.set_person_secret_id(p.id, &hash_secret(&secret_id)).await?,
+        None => {
+            store
+                .create_person(
+                    NewPerson {
+                        organisation_id: org.id,
+                        department_id: None,
+                        email: email.clone(),
+                        first_name: "Alice".into(),
+                        middle_name: String::new(),
+                        last_name: "Example".into(),
+                        secret_id_hash: Some(hash_secret(&secret_id)),
+                    },
+                    now,
+                )
+                .await?;
+        }
+    }
+    let all = [KeyType::Rsa { bits: 2048 }, KeyType::Rsa { bits: 3072 }, KeyType::Rsa { bits: 4096 }, KeyType::EcP256, KeyType::EcP384];
+    let person_profile = match missing(store.profile_by_name("person").await)? {
+        Some(p) => p,
+        None => {
+            store
+                .create_profile(NewProfile {
+                    name: "person".into(),
+                    subject_source: SubjectSource::Person,
+                    key_types: all.to_vec(),
+                    default_key_type: KeyType::Rsa { bits: 2048 },
+                    terms_years: vec![1, 2, 3],
+                    default_term_years: 1,
+                    requires_approval: false,
+                })
+                .await?
+        }
+    };
+    let device_profile = match missing(store.profile_by_name("device").await)? {
+        Some(p) => p,
+        None => {
+            store
+                .create_profile(NewProfile {
+                    name: "device".into(),
+                    subject_source: SubjectSource::Device,
+                    key_types: vec![KeyType::EcP256, KeyType::EcP384, KeyType::Rsa { bits: 2048 }, KeyType::Rsa { bits: 3072 }],
+                    default_key_type: KeyType::EcP256,
+                    terms_years: vec![1, 2],
+                    default_term_years: 1,
+                    requires_approval: false,
+                })
+                .await?
+        }
+    };
+    let endpoint = match missing(store.endpoint_by_name(org.id, "Example self-enrollment").await)? {
+        Some(e) => e,
+        None => {
+            store
+                .create_endpoint(NewEndpoint {
+                    organisation_id: org.id,
+                    name: "Example self-enrollment".into(),
+                    uri_extension: generate_secret(SECRET_LEN).expose().to_string(),
+                    auth_types: vec![AuthType::EmailConfirmation, AuthType::SecretId],
+                    help_link_text: "IT service desk".into(),
+                    help_link_target: "https://example.org/help".into(),
+                    help_text: "Certificates for staff and devices of Example Organisation.".into(),
+                    eula_text: "You will keep your private key and its passphrase to yourself.".into(),
+                })
+                .await?
+        }
+    };
+    if store.account_by_label("staff").await?.is_none() {
+        store
+            .create_account(NewAccount {
+                endpoint_id: endpoint.id,
+                organisation_id: org.id,
+                department_id: None,
+                name: "Staff".into(),
+                csr_method: CsrMethod::Both,
+                allow_empty_pkcs12_password: false,
+                authorization: Authorization::None,
+                access_code_hash: None,
+                est_label: Some("staff".into()),
+                is_default: true,
+                profile_ids: vec![person_profile.id],
+            })
+            .await?;
+    }
+    let access_code = generate_secret(SECRET_LEN);
+    match store.account_by_label("devices").await? {
+        Some(a) => store.set_account_access_code(a.id, &hash_secret(&access_code)).await?,
+        None => {
+            store
+                .create_account(NewAccount {
+                    endpoint_id: endpoint.id,
+                    organisation_id: org.id,
+                    department_id: None,
+                    name: "Devices".into(),
+                    csr_method: CsrMethod::Both,
+                    allow_empty_pkcs12_password: false,
+                    authorization: Authorization::AccessCode,
+                    access_code_hash: Some(hash_secret(&access_code)),
+                    est_label: Some("devices".into()),
+                    is_default: false,
+                    profile_ids: vec![device_profile.id],
+                })
+                .await?;
+        }
+    }
+    store
+        .audit(
+            &AuditEntry {
+                actor: Actor::cli(),
+                action: "demo.seed".into(),
+                object: format!("organisation {}", org.id),
+                detail: "demo data seeded; demo secrets reset".into(),
+            },
+            now,
+        )
+        .await?;
+    Ok(Demo {
+        enroll_url: format!("{}/enroll/{}", config.public_url, endpoint.uri_extension),
+        accounts: vec![
+            DemoAccount { label: "staff".into(), username: PERSON.into(), password: secret_id.expose().into() },
+            DemoAccount { label: "devices".into(), username: DEVICE.into(), password: access_code.expose().into() },
+        ],
+    })
+}
+
+fn toml_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+impl Demo {
+    pub fn to_toml(&self) -> String {
+        let mut out = format!("enroll_url = {}\n", toml_str(&self.enroll_url));
+        for a in &self.accounts {
+            out.push_str(&format!(
+                "\n[[accounts]]\nlabel = {}\nusername = {}\npassword = {}\n",
+                toml_str(&a.label),
+                toml_str(&a.username),
+                toml_str(&a.password)
+            ));
+        }
+        out
+    }
+
+    /// Replaces the credentials file (mode 0600 from creation on).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::remove_file(path);
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        f.write_all(self.to_toml().as_bytes())
+    }
+
+    /// What a new user reads on the terminal: the secrets and commands to copy.
+    pub fn instructions(&self, config: &Config) -> String {
+        let base = &config.public_url;
+        let ca = config.trust_anchor.display();
+        let mut s = String::from("\nDemo data is ready. Secrets (also in demo-credentials.toml):\n");
+        for a in &self.accounts {
+            s.push_str(&format!("  label {:<8} user {:<24} password {}\n", a.label, a.username, a.password));
+        }
+        let staff = &self.accounts[0];
+        let dev = &self.accounts[1];
+        s.push_str(&format!(
+            r#"
+Enroll a person certificate (account "staff", secret ID):
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout alice.key -subj /CN=alice -outform DER -out alice.csr
+  openssl base64 -in alice.csr -out alice.b64
+  curl --cacert {ca} -u '{su}:{sp}' -H 'Content-Type: application/pkcs10' --data-binary @alice.b64 -o alice.p7.b64 {base}/.well-known/est/staff/simpleenroll
+  openssl base64 -d -in alice.p7.b64 | openssl pkcs7 -inform DER -print_certs -out alice.pem
+  curl --cacert {ca} -o chain.p7.b64 {base}/.well-known/est/cacerts
+  openssl base64 -d -in chain.p7.b64 | openssl pkcs7 -inform DER -print_certs -out chain.pem
+  openssl verify -CAfile {ca} -untrusted chain.pem alice.pem
+
+Enroll a device certificate (account "devices", access code):
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key -subj /CN={du} -addext subjectAltName=DNS:{du} -outform DER -out device.csr
+  openssl base64 -in device.csr -out device.b64
+  curl --cacert {ca} -u '{du}:{dp}' -H 'Content-Type: application/pkcs10' --data-binary @device.b64 -o device.p7.b64 {base}/.well-known/est/devices/simpleenroll
+
+Re-enroll with the current certificate as TLS client certificate:
+  curl --cacert {ca} --cert alice.pem --key alice.key -H 'Content-Type: application/pkcs10' --data-binary @alice.b64 -o renewed.p7.b64 {base}/.well-known/est/staff/simplereenroll
+"#,
+            su = staff.username,
+            sp = staff.password,
+            du = dev.username,
+            dp = dev.password,
+        ));
+        s
+    }
+}

@@ -1,0 +1,305 @@
+//! Pure domain types: the words of DESIGN.md's domain model, with no I/O.
+
+mod secret;
+
+use std::fmt;
+
+pub use estgate_protocol::KeyAlgorithm as KeyType;
+pub use secret::{generate_secret, hash_secret, verify_secret, Secret, SecretHash};
+
+/// Seconds since the Unix epoch; the one time unit stored and compared.
+pub type UnixTime = i64;
+
+/// Injected so tests can move time (rate-limit windows, validity) without sleeping.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> UnixTime;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// A syntactically valid, lower-cased email address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    pub fn parse(s: &str) -> Option<EmailAddress> {
+        let s = s.trim().to_ascii_lowercase();
+        let (local, domain) = s.split_once('@')?;
+        let ok_local = !local.is_empty()
+            && local.len() <= 64
+            && local.bytes().all(|b| b.is_ascii_graphic() && !b"@<>()[]\\,;:\"".contains(&b));
+        if !ok_local || !is_dns_name(domain) || !domain.contains('.') {
+            return None;
+        }
+        Some(EmailAddress(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A DNS host name made of LDH labels (no wildcards, no trailing dot).
+pub fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// True when `name` is `domain` or a subdomain of it (case-insensitive).
+pub fn is_within_domain(name: &str, domain: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let domain = domain.to_ascii_lowercase();
+    name == domain || name.ends_with(&format!(".{domain}"))
+}
+
+macro_rules! str_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+str_enum!(
+    /// Where a certificate's subject comes from.
+    SubjectSource { Person = "person", Device = "device" }
+);
+str_enum!(
+    /// Who makes the key pair: the client sends a CSR, or the server generates the key.
+    CsrMethod { Server = "server", Client = "client", Both = "both" }
+);
+str_enum!(
+    /// How an account is authorized (DESIGN.md: "Authorization — which account may they use?").
+    Authorization { AccessCode = "access-code", None = "none" }
+);
+str_enum!(
+    /// How a person authenticates at an endpoint. Kept an open set: OIDC sign-in comes later.
+    AuthType { EmailConfirmation = "email-confirmation", SecretId = "secret-id" }
+);
+str_enum!(
+    OrderStatus {
+        PendingApproval = "pending_approval",
+        Approved = "approved",
+        Signing = "signing",
+        Issued = "issued",
+        Rejected = "rejected",
+    }
+);
+str_enum!(
+    CertStatus { Valid = "valid", Revoked = "revoked" }
+);
+
+impl CsrMethod {
+    pub fn allows_client(self) -> bool {
+        matches!(self, CsrMethod::Client | CsrMethod::Both)
+    }
+
+    pub fn allows_server(self) -> bool {
+        matches!(self, CsrMethod::Server | CsrMethod::Both)
+    }
+}
+
+pub type Id = i64;
+
+#[derive(Debug, Clone)]
+pub struct Organisation {
+    pub id: Id,
+    pub name: String,
+    pub domains: Vec<String>,
+}
+
+impl Organisation {
+    /// DESIGN.md policy: an email or DNS name must sit in one of the verified domains.
+    pub fn owns(&self, name: &str) -> bool {
+        self.domains.iter().any(|d| is_within_domain(name, d))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Department {
+    pub id: Id,
+    pub organisation_id: Id,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub id: Id,
+    pub organisation_id: Id,
+    pub department_id: Option<Id>,
+    pub email: EmailAddress,
+    pub first_name: String,
+    pub middle_name: String,
+    pub last_name: String,
+    pub secret_id_hash: Option<SecretHash>,
+}
+
+impl Person {
+    pub fn full_name(&self) -> String {
+        [&self.first_name, &self.middle_name, &self.last_name]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub id: Id,
+    pub name: String,
+    pub subject_source: SubjectSource,
+    pub key_types: Vec<KeyType>,
+    pub default_key_type: KeyType,
+    pub terms_years: Vec<u32>,
+    pub default_term_years: u32,
+    pub requires_approval: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub id: Id,
+    pub organisation_id: Id,
+    pub name: String,
+    pub uri_extension: String,
+    pub auth_types: Vec<AuthType>,
+    pub help_link_text: String,
+    pub help_link_target: String,
+    pub help_text: String,
+    pub eula_text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: Id,
+    pub endpoint_id: Id,
+    pub organisation_id: Id,
+    pub department_id: Option<Id>,
+    pub name: String,
+    pub csr_method: CsrMethod,
+    pub allow_empty_pkcs12_password: bool,
+    pub authorization: Authorization,
+    pub access_code_hash: Option<SecretHash>,
+    pub est_label: Option<String>,
+    pub is_default: bool,
+    /// In the account's order; the first is the one EST uses.
+    pub profile_ids: Vec<Id>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CertificateRecord {
+    pub id: Id,
+    pub order_id: Id,
+    pub serial: String,
+    pub subject: String,
+    pub not_before: UnixTime,
+    pub not_after: UnixTime,
+    pub der: Vec<u8>,
+    pub status: CertStatus,
+}
+
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub id: Id,
+    pub account_id: Id,
+    pub profile_id: Id,
+    pub person_id: Option<Id>,
+    pub requester: String,
+    pub key_type: String,
+    pub term_years: u32,
+    pub csr_sha256: String,
+    pub status: OrderStatus,
+    pub serial: Option<String>,
+}
+
+/// Who did something and from where, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    pub source: String,
+}
+
+impl Actor {
+    pub fn cli() -> Actor {
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        Actor { name: format!("cli:{user}"), source: "local".into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_parsing_lowercases_and_rejects_junk() {
+        let e = EmailAddress::parse(" Alice@Example.ORG ").unwrap();
+        assert_eq!(e.as_str(), "alice@example.org");
+        assert_eq!(e.domain(), "example.org");
+        for bad in ["", "alice", "@example.org", "a@b", "a b@example.org", "a@exa_mple.org"] {
+            assert!(EmailAddress::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn domain_membership_is_label_aligned() {
+        assert!(is_within_domain("host.example.org", "example.org"));
+        assert!(is_within_domain("EXAMPLE.org", "example.org"));
+        assert!(!is_within_domain("badexample.org", "example.org"));
+        assert!(!is_within_domain("example.org.evil", "example.org"));
+    }
+
+    #[test]
+    fn enums_round_trip() {
+        for m in CsrMethod::ALL {
+            assert_eq!(CsrMethod::parse(m.as_str()), Some(*m));
+        }
+        assert_eq!(Authorization::parse("access-code"), Some(Authorization::AccessCode));
+        assert_eq!(AuthType::parse("bogus"), None);
+    }
+}

@@ -1,0 +1,81 @@
+//! The one boundary error. Each module has its own error enum; the RA converts them to
+//! this, and only `web/problem.rs` turns an `ErrorKind` into an HTTP status.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request itself is malformed (bad base64, bad DER, missing field).
+    Malformed,
+    /// The CSR is well-formed but unacceptable (signature, key type).
+    BadCsr,
+    /// No or wrong credentials.
+    Unauthorized,
+    /// Authenticated, but policy forbids it.
+    Forbidden,
+    NotFound,
+    AlreadyUsed,
+    Expired,
+    /// Accepted, come back later (approval, email confirmation).
+    Pending { retry_after: u64 },
+    /// Too many failed attempts.
+    RateLimited { retry_after: u64 },
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    NotImplemented,
+    /// Overloaded or a dependency is down.
+    Unavailable { retry_after: u64 },
+    Internal,
+}
+
+/// An error safe to show to the client: `message` never carries secrets or internals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error { kind, message: message.into() }
+    }
+
+    pub fn malformed(m: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Malformed, m)
+    }
+
+    pub fn bad_csr(m: impl Into<String>) -> Error {
+        Error::new(ErrorKind::BadCsr, m)
+    }
+
+    pub fn unauthorized(m: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Unauthorized, m)
+    }
+
+    pub fn forbidden(m: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Forbidden, m)
+    }
+
+    pub fn not_found(m: impl Into<String>) -> Error {
+        Error::new(ErrorKind::NotFound, m)
+    }
+
+    /// Logs the detail with an id and returns a generic error that only names the id.
+    pub fn internal(detail: impl fmt::Display) -> Error {
+        let id = crate::domain::generate_secret(12);
+        tracing::error!(error_id = id.expose(), "internal error: {detail}");
+        Error::new(
+            ErrorKind::Internal,
+            format!("internal error (reference {})", id.expose()),
+        )
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}

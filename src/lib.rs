@@ -1,0 +1,13 @@
+//! estgate: a certificate enrollment server (EST, browser self-enrollment, administration)
+//! over one registration authority. See DESIGN.md for the map; `main.rs` only composes.
+
+pub mod app;
+pub mod ca;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod error;
+pub mod ra;
+pub mod store;
+pub mod web;

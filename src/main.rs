@@ -1,0 +1,69 @@
+//! Composition root: parse the command line, load the config, then either run the server
+//! or one administration command.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use estgate::cli::{self, Cli, Command};
+use estgate::config::{Config, LogFormat};
+use estgate::domain::{Clock, SystemClock};
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ESTGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn serve(cli: &Cli, args: &cli::ServeArgs) -> Result<(), String> {
+    let config = cli::load_config(cli, args.listen.clone()).map_err(|e| e.to_string())?;
+    init_logging(&config);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let demo = if args.demo {
+        estgate::app::prepare_files(&config, clock.now()).map_err(|e| e.to_string())?;
+        let store = estgate::app::open_store(&config).await.map_err(|e| e.to_string())?;
+        let demo = estgate::demo::seed(&store, &config, clock.now()).await.map_err(|e| e.to_string())?;
+        let path = config.data_dir.join("demo-credentials.toml");
+        demo.write(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Some(demo)
+    } else {
+        None
+    };
+    let running = estgate::app::start(&config, clock).await.map_err(|e| e.to_string())?;
+    println!("estgate listening on https://{}", running.addr);
+    println!("trust anchor: {}", config.trust_anchor.display());
+    println!("EST base: {}/.well-known/est/", config.public_url);
+    if let Some(demo) = demo {
+        println!("{}", demo.instructions(&config));
+    }
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("shutting down");
+            running.stop().await;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Serve(args) => serve(&cli, args).await,
+        _ => match cli::load_config(&cli, None) {
+            Ok(config) => cli::admin(&cli, &config).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("estgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

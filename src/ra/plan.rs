@@ -1,0 +1,184 @@
+//! Policy: what may be issued. Subjects and extensions come from the profile and the
+//! person record (or, for devices, from CSR names the organisation owns), never copied
+//! from the CSR as a whole.
+
+use estgate_protocol::Csr;
+use x509_parser::prelude::*;
+
+use crate::ca::{add_years, new_serial, IssuancePlan, Subject, Usage};
+use crate::domain::{is_dns_name, Organisation, Person, Profile, SubjectSource, UnixTime};
+use crate::error::Error;
+
+/// The profile must allow the CSR's key type.
+fn check_key(profile: &Profile, csr: &Csr) -> Result<(), Error> {
+    if profile.key_types.contains(&csr.key) {
+        return Ok(());
+    }
+    let allowed: Vec<_> = profile.key_types.iter().map(|k| k.as_str()).collect();
+    Err(Error::bad_csr(format!(
+        "key type {} is not allowed by profile {:?} (allowed: {})",
+        csr.key.as_str(),
+        profile.name,
+        allowed.join(", ")
+    )))
+}
+
+fn usage(profile: &Profile) -> Usage {
+    match profile.subject_source {
+        SubjectSource::Person => Usage::Person,
+        SubjectSource::Device => Usage::Device,
+    }
+}
+
+fn validity(profile: &Profile, now: UnixTime) -> (UnixTime, UnixTime) {
+    (now, add_years(now, profile.default_term_years))
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.trim().is_empty()).then(|| s.trim().to_string())
+}
+
+pub fn for_person(
+    person: &Person,
+    org: &Organisation,
+    department: Option<String>,
+    profile: &Profile,
+    csr: &Csr,
+    now: UnixTime,
+) -> Result<IssuancePlan, Error> {
+    check_key(profile, csr)?;
+    let (not_before, not_after) = validity(profile, now);
+    Ok(IssuancePlan {
+        serial: new_serial(),
+        not_before,
+        not_after,
+        subject: Subject {
+            common_name: person.full_name(),
+            given_name: non_empty(&person.first_name),
+            surname: non_empty(&person.last_name),
+            organisation: Some(org.name.clone()),
+            organisational_unit: department,
+        },
+        emails: vec![person.email.to_string()],
+        dns_names: Vec::new(),
+        usage: usage(profile),
+        key: csr.key,
+    })
+}
+
+/// Device certificates name what the CSR asks for, once each name is checked against the
+/// organisation's verified domains.
+pub fn for_device(
+    org: &Organisation,
+    department: Option<String>,
+    profile: &Profile,
+    csr: &Csr,
+    now: UnixTime,
+) -> Result<IssuancePlan, Error> {
+    check_key(profile, csr)?;
+    let cn = csr
+        .common_name
+        .clone()
+        .or_else(|| csr.dns_names.first().cloned())
+        .ok_or_else(|| Error::bad_csr("the CSR names no device: give a CN or a dNSName"))?
+        .to_ascii_lowercase();
+    let mut dns_names: Vec<String> = csr.dns_names.iter().map(|d| d.to_ascii_lowercase()).collect();
+    if dns_names.is_empty() {
+        dns_names.push(cn.clone());
+    }
+    for name in std::iter::once(&cn).chain(dns_names.iter()) {
+        if !is_dns_name(name) {
+            return Err(Error::bad_csr(format!("{name:?} is not a DNS name")));
+        }
+        if !org.owns(name) {
+            return Err(Error::forbidden(format!(
+                "{name} is not within a verified domain of {}",
+                org.name
+            )));
+        }
+    }
+    let (not_before, not_after) = validity(profile, now);
+    Ok(IssuancePlan {
+        serial: new_serial(),
+        not_before,
+        not_after,
+        subject: Subject {
+            common_name: cn,
+            organisation: Some(org.name.clone()),
+            organisational_unit: department,
+            ..Subject::default()
+        },
+        emails: Vec::new(),
+        dns_names,
+        usage: usage(profile),
+        key: csr.key,
+    })
+}
+
+/// RFC 7030 §4.2.2: the new certificate keeps the current subject and subjectAltName; a CSR
+/// that asks for others is refused.
+pub fn for_renewal(
+    old: &X509Certificate<'_>,
+    profile: &Profile,
+    csr: &Csr,
+    now: UnixTime,
+) -> Result<IssuancePlan, Error> {
+    check_key(profile, csr)?;
+    if csr.subject_der != old.subject().as_raw() {
+        return Err(Error::forbidden(
+            "re-enrollment must keep the subject of the current certificate",
+        ));
+    }
+    let mut emails = Vec::new();
+    let mut dns_names = Vec::new();
+    if let Ok(Some(san)) = old.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                GeneralName::RFC822Name(e) => emails.push(e.to_string()),
+                GeneralName::DNSName(d) => dns_names.push(d.to_string()),
+                _ => {}
+            }
+        }
+    }
+    // A CSR without subjectAltName asks for nothing new; one with it must match exactly.
+    if csr.has_subject_alt_name {
+        let same = |a: &[String], b: &[String]| {
+            let mut a: Vec<_> = a.iter().map(|s| s.to_ascii_lowercase()).collect();
+            let mut b: Vec<_> = b.iter().map(|s| s.to_ascii_lowercase()).collect();
+            a.sort();
+            b.sort();
+            a == b
+        };
+        if !same(&csr.emails, &emails) || !same(&csr.dns_names, &dns_names) {
+            return Err(Error::forbidden(
+                "re-enrollment must keep the subjectAltName of the current certificate",
+            ));
+        }
+    }
+    let attr = |oid: &x509_parser::der_parser::oid::Oid<'_>| {
+        old.subject()
+            .iter_attributes()
+            .find(|a| a.attr_type() == oid)
+            .and_then(|a| a.as_str().ok())
+            .map(str::to_string)
+    };
+    use x509_parser::oid_registry as oids;
+    let subject = Subject {
+        common_name: attr(&oids::OID_X509_COMMON_NAME).unwrap_or_default(),
+        given_name: attr(&oids::OID_X509_GIVEN_NAME),
+        surname: attr(&oids::OID_X509_SURNAME),
+        organisation: attr(&oids::OID_X509_ORGANIZATION_NAME),
+        organisational_unit: attr(&oids::OID_X509_ORGANIZATIONAL_UNIT),
+    };
+    let (not_before, not_after) = validity(profile, now);
+    Ok(IssuancePlan {
+        serial: new_serial(),
+        not_before,
+        not_after,
+        subject,
+        emails,
+        dns_names,
+        usage: usage(profile),
+        key: csr.key,
+    })
+}

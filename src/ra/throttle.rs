@@ -1,0 +1,33 @@
+//! Failed-secret throttling per (account, username), kept in the database so several
+//! server processes share the counters.
+
+use crate::domain::{Id, UnixTime};
+use crate::error::{Error, ErrorKind};
+use crate::store::Store;
+
+pub const MAX_FAILURES: u64 = 5;
+pub const WINDOW_SECS: i64 = 15 * 60;
+
+/// Refuses with 429 while `MAX_FAILURES` failures lie within the window.
+pub async fn check(store: &Store, account: Id, username: &str, now: UnixTime) -> Result<(), Error> {
+    let (count, oldest) = store.recent_failures(account, username, now - WINDOW_SECS).await?;
+    if count >= MAX_FAILURES {
+        let until = oldest.unwrap_or(now) + WINDOW_SECS;
+        let retry_after = (until - now).max(1) as u64;
+        return Err(Error::new(
+            ErrorKind::RateLimited { retry_after },
+            format!("too many failed attempts; try again in {retry_after} seconds"),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn fail(store: &Store, account: Id, username: &str, now: UnixTime) -> Result<(), Error> {
+    store.record_failure(account, username, now).await?;
+    Ok(())
+}
+
+pub async fn succeed(store: &Store, account: Id, username: &str, now: UnixTime) -> Result<(), Error> {
+    store.clear_failures(account, username, now - WINDOW_SECS).await?;
+    Ok(())
+}

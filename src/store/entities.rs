@@ -1,0 +1,152 @@
+//! sea-orm entities, private to the store. Table and column names match
+//! `estgate-migrations` (which names them with its own identifiers).
+
+macro_rules! entity {
+    ($module:ident, $table:literal, { $($field:tt)* }) => {
+        pub mod $module {
+            use sea_orm::entity::prelude::*;
+
+            #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+            #[sea_orm(table_name = $table)]
+            pub struct Model { $($field)* }
+
+            #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+            pub enum Relation {}
+
+            impl ActiveModelBehavior for ActiveModel {}
+        }
+    };
+}
+
+entity!(organisation, "organisation", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
+});
+
+entity!(domain, "domain", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub organisation_id: i64,
+    pub name: String,
+    pub verified: bool,
+});
+
+entity!(department, "department", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub organisation_id: i64,
+    pub name: String,
+});
+
+entity!(person, "person", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub organisation_id: i64,
+    pub department_id: Option<i64>,
+    pub email: String,
+    pub first_name: String,
+    pub middle_name: String,
+    pub last_name: String,
+    pub secret_id_hash: Option<String>,
+    pub created_at: i64,
+});
+
+entity!(profile, "profile", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub name: String,
+    pub subject_source: String,
+    pub key_types: String,
+    pub default_key_type: String,
+    pub terms_years: String,
+    pub default_term_years: i32,
+    pub requires_approval: bool,
+});
+
+entity!(endpoint, "endpoint", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub organisation_id: i64,
+    pub name: String,
+    pub uri_extension: String,
+    pub auth_types: String,
+    pub help_link_text: String,
+    pub help_link_target: String,
+    pub help_text: String,
+    pub eula_text: String,
+});
+
+entity!(account, "account", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub endpoint_id: i64,
+    pub organisation_id: i64,
+    pub department_id: Option<i64>,
+    pub name: String,
+    pub csr_method: String,
+    pub allow_empty_pkcs12_password: bool,
+    pub authorization: String,
+    pub access_code_hash: Option<String>,
+    pub est_label: Option<String>,
+    pub is_default: bool,
+});
+
+entity!(account_profile, "account_profile", {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub account_id: i64,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub profile_id: i64,
+    pub position: i32,
+});
+
+entity!(cert_order, "cert_order", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub account_id: i64,
+    pub profile_id: i64,
+    pub person_id: Option<i64>,
+    pub requester: String,
+    pub key_type: String,
+    pub term_years: i32,
+    pub csr_sha256: String,
+    pub status: String,
+    pub serial: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+});
+
+entity!(certificate, "certificate", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub order_id: i64,
+    pub serial: String,
+    pub subject: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub der: Vec<u8>,
+    pub sha256: String,
+    pub status: String,
+    pub revoked_at: Option<i64>,
+    pub revocation_reason: Option<String>,
+});
+
+entity!(audit_event, "audit_event", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub object: String,
+    pub detail: String,
+    pub source_addr: String,
+});
+
+entity!(auth_failure, "auth_failure", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub account_id: i64,
+    pub username: String,
+    pub at: i64,
+});

@@ -1,0 +1,833 @@
+//! Persistence behind domain verbs. sea-orm entities stay private to this module; callers
+//! see only `crate::domain` types.
+
+mod entities;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+};
+
+use entities::*;
+
+use crate::domain::{
+    Account, Actor, AuthType, Authorization, CertStatus, CertificateRecord, CsrMethod, Department,
+    EmailAddress, Endpoint, Id, KeyType, Order, OrderStatus, Organisation, Person, Profile,
+    SecretHash, SubjectSource, UnixTime,
+};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+impl From<StoreError> for crate::error::Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => crate::error::Error::not_found(format!("{what} not found")),
+            StoreError::Conflict(what) => crate::error::Error::new(
+                crate::error::ErrorKind::AlreadyUsed,
+                format!("{what} already exists"),
+            ),
+            other => crate::error::Error::internal(other),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Maps a unique-constraint violation to `Conflict(what)`.
+fn conflict(what: &str) -> impl Fn(DbErr) -> StoreError + '_ {
+    move |e| {
+        let text = e.to_string().to_ascii_lowercase();
+        if text.contains("unique") || text.contains("duplicate") {
+            StoreError::Conflict(what.to_string())
+        } else {
+            StoreError::Db(e)
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// Fields of a new person.
+#[derive(Debug, Clone)]
+pub struct NewPerson {
+    pub organisation_id: Id,
+    pub department_id: Option<Id>,
+    pub email: EmailAddress,
+    pub first_name: String,
+    pub middle_name: String,
+    pub last_name: String,
+    pub secret_id_hash: Option<SecretHash>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewProfile {
+    pub name: String,
+    pub subject_source: SubjectSource,
+    pub key_types: Vec<KeyType>,
+    pub default_key_type: KeyType,
+    pub terms_years: Vec<u32>,
+    pub default_term_years: u32,
+    pub requires_approval: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEndpoint {
+    pub organisation_id: Id,
+    pub name: String,
+    pub uri_extension: String,
+    pub auth_types: Vec<AuthType>,
+    pub help_link_text: String,
+    pub help_link_target: String,
+    pub help_text: String,
+    pub eula_text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub endpoint_id: Id,
+    pub organisation_id: Id,
+    pub department_id: Option<Id>,
+    pub name: String,
+    pub csr_method: CsrMethod,
+    pub allow_empty_pkcs12_password: bool,
+    pub authorization: Authorization,
+    pub access_code_hash: Option<SecretHash>,
+    pub est_label: Option<String>,
+    pub is_default: bool,
+    pub profile_ids: Vec<Id>,
+}
+
+/// An order about to be signed: the intent recorded before the CA signs.
+#[derive(Debug, Clone)]
+pub struct SigningIntent {
+    pub account_id: Id,
+    pub profile_id: Id,
+    pub person_id: Option<Id>,
+    pub requester: String,
+    pub key_type: KeyType,
+    pub term_years: u32,
+    pub csr_sha256: String,
+    pub serial: String,
+}
+
+/// A certificate the CA just signed, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct SignedCertificate {
+    pub serial: String,
+    pub subject: String,
+    pub not_before: UnixTime,
+    pub not_after: UnixTime,
+    pub der: Vec<u8>,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub actor: Actor,
+    pub action: String,
+    pub object: String,
+    pub detail: String,
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn split(s: &str) -> impl Iterator<Item = &str> {
+    s.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} {value:?}"))
+}
+
+fn key_type(s: &str) -> Result<KeyType> {
+    KeyType::parse(s).ok_or_else(|| corrupt("key type", s))
+}
+
+impl Store {
+    /// Connects and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        let mut opts = ConnectOptions::new(url.to_string());
+        opts.sqlx_logging(false).max_connections(16);
+        let db = Database::connect(opts).await?;
+        if db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
+            // WAL lets readers proceed during a write; busy_timeout makes concurrent
+            // writers wait instead of failing with SQLITE_BUSY.
+            for pragma in [
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA busy_timeout=5000",
+                "PRAGMA foreign_keys=ON",
+                "PRAGMA synchronous=NORMAL",
+            ] {
+                db.execute_unprepared(pragma).await?;
+            }
+        }
+        use estgate_migrations::MigratorTrait;
+        estgate_migrations::Migrator::up(&db, None).await?;
+        Ok(Store { db })
+    }
+
+    // ---- organisations, domains, departments ------------------------------------------
+
+    pub async fn create_organisation(
+        &self,
+        name: &str,
+        domains: &[String],
+        now: UnixTime,
+    ) -> Result<Organisation> {
+        let txn = self.db.begin().await?;
+        let org = organisation::ActiveModel {
+            name: Set(name.to_string()),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .map_err(conflict(&format!("organisation {name}")))?;
+        for d in domains {
+            domain::ActiveModel {
+                organisation_id: Set(org.id),
+                name: Set(d.to_ascii_lowercase()),
+                verified: Set(true),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await
+            .map_err(conflict(&format!("domain {d}")))?;
+        }
+        txn.commit().await?;
+        self.organisation(org.id).await
+    }
+
+    pub async fn add_domain(&self, organisation_id: Id, name: &str) -> Result<()> {
+        domain::ActiveModel {
+            organisation_id: Set(organisation_id),
+            name: Set(name.to_ascii_lowercase()),
+            verified: Set(true),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(conflict(&format!("domain {name}")))?;
+        Ok(())
+    }
+
+    async fn organisation_from(&self, m: organisation::Model) -> Result<Organisation> {
+        let domains = domain::Entity::find()
+            .filter(domain::Column::OrganisationId.eq(m.id))
+            .filter(domain::Column::Verified.eq(true))
+            .order_by_asc(domain::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        Ok(Organisation { id: m.id, name: m.name, domains })
+    }
+
+    pub async fn organisation(&self, id: Id) -> Result<Organisation> {
+        let m = organisation::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("organisation {id}")))?;
+        self.organisation_from(m).await
+    }
+
+    pub async fn organisation_by_name(&self, name: &str) -> Result<Organisation> {
+        let m = organisation::Entity::find()
+            .filter(organisation::Column::Name.eq(name))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("organisation {name:?}")))?;
+        self.organisation_from(m).await
+    }
+
+    pub async fn organisations(&self) -> Result<Vec<Organisation>> {
+        let mut out = Vec::new();
+        for m in organisation::Entity::find()
+            .order_by_asc(organisation::Column::Id)
+            .all(&self.db)
+            .await?
+        {
+            out.push(self.organisation_from(m).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn create_department(&self, organisation_id: Id, name: &str) -> Result<Department> {
+        let m = department::ActiveModel {
+            organisation_id: Set(organisation_id),
+            name: Set(name.to_string()),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(conflict(&format!("department {name}")))?;
+        Ok(Department { id: m.id, organisation_id: m.organisation_id, name: m.name })
+    }
+
+    pub async fn department_by_name(&self, organisation_id: Id, name: &str) -> Result<Department> {
+        department::Entity::find()
+            .filter(department::Column::OrganisationId.eq(organisation_id))
+            .filter(department::Column::Name.eq(name))
+            .one(&self.db)
+            .await?
+            .map(|m| Department { id: m.id, organisation_id: m.organisation_id, name: m.name })
+            .ok_or_else(|| StoreError::NotFound(format!("department {name:?}")))
+    }
+
+    pub async fn department(&self, id: Id) -> Result<Department> {
+        department::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(|m| Department { id: m.id, organisation_id: m.organisation_id, name: m.name })
+            .ok_or_else(|| StoreError::NotFound(format!("department {id}")))
+    }
+
+    pub async fn departments(&self) -> Result<Vec<Department>> {
+        Ok(department::Entity::find()
+            .order_by_asc(department::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| Department { id: m.id, organisation_id: m.organisation_id, name: m.name })
+            .collect())
+    }
+
+    // ---- persons ------------------------------------------------------------------------
+
+    pub async fn create_person(&self, p: NewPerson, now: UnixTime) -> Result<Person> {
+        let m = person::ActiveModel {
+            organisation_id: Set(p.organisation_id),
+            department_id: Set(p.department_id),
+            email: Set(p.email.as_str().to_string()),
+            first_name: Set(p.first_name),
+            middle_name: Set(p.middle_name),
+            last_name: Set(p.last_name),
+            secret_id_hash: Set(p.secret_id_hash.map(|h| h.as_str().to_string())),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(conflict(&format!("person {}", p.email)))?;
+        person_from(m)
+    }
+
+    pub async fn person_by_email(&self, email: &EmailAddress) -> Result<Option<Person>> {
+        person::Entity::find()
+            .filter(person::Column::Email.eq(email.as_str()))
+            .one(&self.db)
+            .await?
+            .map(person_from)
+            .transpose()
+    }
+
+    pub async fn person(&self, id: Id) -> Result<Person> {
+        person::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(person_from)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("person {id}")))
+    }
+
+    pub async fn set_person_secret_id(&self, person_id: Id, hash: &SecretHash) -> Result<()> {
+        let r = person::Entity::update_many()
+            .col_expr(person::Column::SecretIdHash, Expr::value(hash.as_str()))
+            .filter(person::Column::Id.eq(person_id))
+            .exec(&self.db)
+            .await?;
+        if r.rows_affected == 0 {
+            return Err(StoreError::NotFound(format!("person {person_id}")));
+        }
+        Ok(())
+    }
+
+    pub async fn persons(&self) -> Result<Vec<Person>> {
+        person::Entity::find()
+            .order_by_asc(person::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(person_from)
+            .collect()
+    }
+
+    // ---- profiles -----------------------------------------------------------------------
+
+    pub async fn create_profile(&self, p: NewProfile) -> Result<Profile> {
+        let m = profile::ActiveModel {
+            name: Set(p.name.clone()),
+            subject_source: Set(p.subject_source.as_str().to_string()),
+            key_types: Set(p.key_types.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(",")),
+            default_key_type: Set(p.default_key_type.as_str().to_string()),
+            terms_years: Set(join(&p.terms_years)),
+            default_term_years: Set(p.default_term_years as i32),
+            requires_approval: Set(p.requires_approval),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(conflict(&format!("profile {}", p.name)))?;
+        profile_from(m)
+    }
+
+    pub async fn profile(&self, id: Id) -> Result<Profile> {
+        profile::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(profile_from)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("profile {id}")))
+    }
+
+    pub async fn profile_by_name(&self, name: &str) -> Result<Profile> {
+        profile::Entity::find()
+            .filter(profile::Column::Name.eq(name))
+            .one(&self.db)
+            .await?
+            .map(profile_from)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("profile {name:?}")))
+    }
+
+    pub async fn profiles(&self) -> Result<Vec<Profile>> {
+        profile::Entity::find()
+            .order_by_asc(profile::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(profile_from)
+            .collect()
+    }
+
+    // ---- endpoints ----------------------------------------------------------------------
+
+    pub async fn create_endpoint(&self, e: NewEndpoint) -> Result<Endpoint> {
+        let m = endpoint::ActiveModel {
+            organisation_id: Set(e.organisation_id),
+            name: Set(e.name.clone()),
+            uri_extension: Set(e.uri_extension),
+            auth_types: Set(join(&e.auth_types)),
+            help_link_text: Set(e.help_link_text),
+            help_link_target: Set(e.help_link_target),
+            help_text: Set(e.help_text),
+            eula_text: Set(e.eula_text),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(conflict(&format!("endpoint {}", e.name)))?;
+        endpoint_from(m)
+    }
+
+    pub async fn endpoint_by_name(&self, organisation_id: Id, name: &str) -> Result<Endpoint> {
+        endpoint::Entity::find()
+            .filter(endpoint::Column::OrganisationId.eq(organisation_id))
+            .filter(endpoint::Column::Name.eq(name))
+            .one(&self.db)
+            .await?
+            .map(endpoint_from)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("endpoint {name:?}")))
+    }
+
+    pub async fn endpoints(&self) -> Result<Vec<Endpoint>> {
+        endpoint::Entity::find()
+            .order_by_asc(endpoint::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(endpoint_from)
+            .collect()
+    }
+
+    // ---- accounts -----------------------------------------------------------------------
+
+    pub async fn create_account(&self, a: NewAccount) -> Result<Account> {
+        let txn = self.db.begin().await?;
+        if a.is_default {
+            // One default account: the new one takes the role over.
+            account::Entity::update_many()
+                .col_expr(account::Column::IsDefault, Expr::value(false))
+                .exec(&txn)
+                .await?;
+        }
+        let m = account::ActiveModel {
+            endpoint_id: Set(a.endpoint_id),
+            organisation_id: Set(a.organisation_id),
+            department_id: Set(a.department_id),
+            name: Set(a.name.clone()),
+            csr_method: Set(a.csr_method.as_str().to_string()),
+            allow_empty_pkcs12_password: Set(a.allow_empty_pkcs12_password),
+            authorization: Set(a.authorization.as_str().to_string()),
+            access_code_hash: Set(a.access_code_hash.map(|h| h.as_str().to_string())),
+            est_label: Set(a.est_label.clone()),
+            is_default: Set(a.is_default),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .map_err(conflict(&format!(
+            "account with EST label {}",
+            a.est_label.as_deref().unwrap_or("-")
+        )))?;
+        for (i, p) in a.profile_ids.iter().enumerate() {
+            account_profile::ActiveModel {
+                account_id: Set(m.id),
+                profile_id: Set(*p),
+                position: Set(i as i32),
+            }
+            .insert(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        self.account_from(m).await
+    }
+
+    async fn account_from(&self, m: account::Model) -> Result<Account> {
+        let profile_ids = account_profile::Entity::find()
+            .filter(account_profile::Column::AccountId.eq(m.id))
+            .order_by_asc(account_profile::Column::Position)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|ap| ap.profile_id)
+            .collect();
+        Ok(Account {
+            id: m.id,
+            endpoint_id: m.endpoint_id,
+            organisation_id: m.organisation_id,
+            department_id: m.department_id,
+            csr_method: CsrMethod::parse(&m.csr_method)
+                .ok_or_else(|| corrupt("CSR method", &m.csr_method))?,
+            authorization: Authorization::parse(&m.authorization)
+                .ok_or_else(|| corrupt("authorization", &m.authorization))?,
+            name: m.name,
+            allow_empty_pkcs12_password: m.allow_empty_pkcs12_password,
+            access_code_hash: m.access_code_hash.map(SecretHash::from_stored),
+            est_label: m.est_label,
+            is_default: m.is_default,
+            profile_ids,
+        })
+    }
+
+    pub async fn set_account_access_code(&self, account_id: Id, hash: &SecretHash) -> Result<()> {
+        let r = account::Entity::update_many()
+            .col_expr(account::Column::AccessCodeHash, Expr::value(hash.as_str()))
+            .filter(account::Column::Id.eq(account_id))
+            .exec(&self.db)
+            .await?;
+        if r.rows_affected == 0 {
+            return Err(StoreError::NotFound(format!("account {account_id}")));
+        }
+        Ok(())
+    }
+
+    pub async fn account(&self, id: Id) -> Result<Account> {
+        let m = account::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("account {id}")))?;
+        self.account_from(m).await
+    }
+
+    pub async fn account_by_label(&self, label: &str) -> Result<Option<Account>> {
+        match account::Entity::find()
+            .filter(account::Column::EstLabel.eq(label))
+            .one(&self.db)
+            .await?
+        {
+            Some(m) => Ok(Some(self.account_from(m).await?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn default_account(&self) -> Result<Option<Account>> {
+        match account::Entity::find()
+            .filter(account::Column::IsDefault.eq(true))
+            .one(&self.db)
+            .await?
+        {
+            Some(m) => Ok(Some(self.account_from(m).await?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn accounts(&self) -> Result<Vec<Account>> {
+        let mut out = Vec::new();
+        for m in account::Entity::find()
+            .order_by_asc(account::Column::Id)
+            .all(&self.db)
+            .await?
+        {
+            out.push(self.account_from(m).await?);
+        }
+        Ok(out)
+    }
+
+    // ---- issuance -----------------------------------------------------------------------
+
+    /// Records the order in state `signing` with its reserved serial, and the intent audit
+    /// event, in one transaction. A unique-serial clash is reported as `Conflict`.
+    pub async fn record_intent(
+        &self,
+        intent: &SigningIntent,
+        audit: &AuditEntry,
+        now: UnixTime,
+    ) -> Result<Id> {
+        let txn = self.db.begin().await?;
+        let order = cert_order::ActiveModel {
+            account_id: Set(intent.account_id),
+            profile_id: Set(intent.profile_id),
+            person_id: Set(intent.person_id),
+            requester: Set(intent.requester.clone()),
+            key_type: Set(intent.key_type.as_str().to_string()),
+            term_years: Set(intent.term_years as i32),
+            csr_sha256: Set(intent.csr_sha256.clone()),
+            status: Set(OrderStatus::Signing.as_str().to_string()),
+            serial: Set(Some(intent.serial.clone())),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .map_err(conflict("serial"))?;
+        insert_audit(&txn, audit, &format!("order {}", order.id), now).await?;
+        txn.commit().await?;
+        Ok(order.id)
+    }
+
+    /// Stores the signed certificate and marks its order issued, in one transaction.
+    pub async fn store_certificate(
+        &self,
+        order_id: Id,
+        cert: &SignedCertificate,
+        audit: &AuditEntry,
+        now: UnixTime,
+    ) -> Result<Id> {
+        let txn = self.db.begin().await?;
+        let m = certificate::ActiveModel {
+            order_id: Set(order_id),
+            serial: Set(cert.serial.clone()),
+            subject: Set(cert.subject.clone()),
+            not_before: Set(cert.not_before),
+            not_after: Set(cert.not_after),
+            der: Set(cert.der.clone()),
+            sha256: Set(cert.sha256.clone()),
+            status: Set(CertStatus::Valid.as_str().to_string()),
+            revoked_at: Set(None),
+            revocation_reason: Set(None),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .map_err(conflict("certificate serial"))?;
+        cert_order::Entity::update_many()
+            .col_expr(cert_order::Column::Status, Expr::value(OrderStatus::Issued.as_str()))
+            .col_expr(cert_order::Column::UpdatedAt, Expr::value(now))
+            .filter(cert_order::Column::Id.eq(order_id))
+            .exec(&txn)
+            .await?;
+        insert_audit(&txn, audit, &format!("certificate {}", cert.serial), now).await?;
+        txn.commit().await?;
+        Ok(m.id)
+    }
+
+    pub async fn certificate_by_sha256(&self, sha256: &str) -> Result<Option<CertificateRecord>> {
+        certificate::Entity::find()
+            .filter(certificate::Column::Sha256.eq(sha256))
+            .one(&self.db)
+            .await?
+            .map(certificate_from)
+            .transpose()
+    }
+
+    pub async fn certificates(&self) -> Result<Vec<CertificateRecord>> {
+        certificate::Entity::find()
+            .order_by_asc(certificate::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(certificate_from)
+            .collect()
+    }
+
+    pub async fn order(&self, id: Id) -> Result<Order> {
+        let m = cert_order::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("order {id}")))?;
+        Ok(Order {
+            id: m.id,
+            account_id: m.account_id,
+            profile_id: m.profile_id,
+            person_id: m.person_id,
+            requester: m.requester,
+            key_type: m.key_type,
+            term_years: m.term_years as u32,
+            csr_sha256: m.csr_sha256,
+            status: OrderStatus::parse(&m.status).ok_or_else(|| corrupt("order status", &m.status))?,
+            serial: m.serial,
+        })
+    }
+
+    pub async fn count_orders(&self) -> Result<u64> {
+        Ok(cert_order::Entity::find().count(&self.db).await?)
+    }
+
+    // ---- audit and throttling -----------------------------------------------------------
+
+    pub async fn audit(&self, entry: &AuditEntry, now: UnixTime) -> Result<()> {
+        insert_audit(&self.db, entry, &entry.object, now).await
+    }
+
+    /// Audit events, newest last: (at, actor, action, object, detail, source).
+    pub async fn audit_events(&self) -> Result<Vec<(UnixTime, String, String, String, String, String)>> {
+        Ok(audit_event::Entity::find()
+            .order_by_asc(audit_event::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|e| (e.at, e.actor, e.action, e.object, e.detail, e.source_addr))
+            .collect())
+    }
+
+    /// Failed secrets for (account, username) since `since`: their count and the oldest time.
+    pub async fn recent_failures(
+        &self,
+        account_id: Id,
+        username: &str,
+        since: UnixTime,
+    ) -> Result<(u64, Option<UnixTime>)> {
+        let rows = auth_failure::Entity::find()
+            .filter(auth_failure::Column::AccountId.eq(account_id))
+            .filter(auth_failure::Column::Username.eq(username))
+            .filter(auth_failure::Column::At.gte(since))
+            .order_by_asc(auth_failure::Column::At)
+            .all(&self.db)
+            .await?;
+        Ok((rows.len() as u64, rows.first().map(|r| r.at)))
+    }
+
+    pub async fn record_failure(&self, account_id: Id, username: &str, now: UnixTime) -> Result<()> {
+        auth_failure::ActiveModel {
+            account_id: Set(account_id),
+            username: Set(username.to_string()),
+            at: Set(now),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets failures older than `before` (any key) and all of this key's after a success.
+    pub async fn clear_failures(&self, account_id: Id, username: &str, before: UnixTime) -> Result<()> {
+        auth_failure::Entity::delete_many()
+            .filter(
+                auth_failure::Column::At.lt(before).or(auth_failure::Column::AccountId
+                    .eq(account_id)
+                    .and(auth_failure::Column::Username.eq(username))),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn insert_audit(
+    db: &impl ConnectionTrait,
+    e: &AuditEntry,
+    object: &str,
+    now: UnixTime,
+) -> Result<()> {
+    audit_event::ActiveModel {
+        at: Set(now),
+        actor: Set(e.actor.name.clone()),
+        action: Set(e.action.clone()),
+        object: Set(if e.object.is_empty() { object.to_string() } else { e.object.clone() }),
+        detail: Set(e.detail.clone()),
+        source_addr: Set(e.actor.source.clone()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+fn person_from(m: person::Model) -> Result<Person> {
+    Ok(Person {
+        id: m.id,
+        organisation_id: m.organisation_id,
+        department_id: m.department_id,
+        email: EmailAddress::parse(&m.email).ok_or_else(|| corrupt("email", &m.email))?,
+        first_name: m.first_name,
+        middle_name: m.middle_name,
+        last_name: m.last_name,
+        secret_id_hash: m.secret_id_hash.map(SecretHash::from_stored),
+    })
+}
+
+fn profile_from(m: profile::Model) -> Result<Profile> {
+    Ok(Profile {
+        id: m.id,
+        subject_source: SubjectSource::parse(&m.subject_source)
+            .ok_or_else(|| corrupt("subject source", &m.subject_source))?,
+        key_types: split(&m.key_types).map(key_type).collect::<Result<_>>()?,
+        default_key_type: key_type(&m.default_key_type)?,
+        terms_years: split(&m.terms_years)
+            .map(|t| t.parse().map_err(|_| corrupt("term", t)))
+            .collect::<Result<_>>()?,
+        default_term_years: m.default_term_years as u32,
+        requires_approval: m.requires_approval,
+        name: m.name,
+    })
+}
+
+fn endpoint_from(m: endpoint::Model) -> Result<Endpoint> {
+    Ok(Endpoint {
+        id: m.id,
+        organisation_id: m.organisation_id,
+        auth_types: split(&m.auth_types)
+            .map(|a| AuthType::parse(a).ok_or_else(|| corrupt("authentication type", a)))
+            .collect::<Result<_>>()?,
+        name: m.name,
+        uri_extension: m.uri_extension,
+        help_link_text: m.help_link_text,
+        help_link_target: m.help_link_target,
+        help_text: m.help_text,
+        eula_text: m.eula_text,
+    })
+}
+
+fn certificate_from(m: certificate::Model) -> Result<CertificateRecord> {
+    Ok(CertificateRecord {
+        id: m.id,
+        order_id: m.order_id,
+        status: CertStatus::parse(&m.status).ok_or_else(|| corrupt("certificate status", &m.status))?,
+        serial: m.serial,
+        subject: m.subject,
+        not_before: m.not_before,
+        not_after: m.not_after,
+        der: m.der,
+    })
+}

@@ -1,0 +1,212 @@
+//! EST (RFC 7030 + RFC 8951) over HTTP: routing, media types, transfer encoding. Every
+//! decision is the RA's.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::{Extension, Router};
+use base64::Engine;
+use estgate_protocol::{csrattrs, media, path::Operation, pkcs7, transfer};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use super::{problem, AppState, ConnInfo};
+use crate::domain::Secret;
+use crate::error::{Error, ErrorKind};
+use crate::ra::Credentials;
+
+/// RFC 7030 bodies are a CSR or a few certificates; 64 KiB is ample and bounds memory.
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/est/{op}", any(no_label))
+        .route("/.well-known/est/{label}/{op}", any(with_label))
+        // strongSwan's `pki --est` appends /.well-known/est/<op> to its URL's path, so the
+        // label comes first there (protocol/docs/divergences.md).
+        .route("/{label}/.well-known/est/{op}", any(with_label))
+}
+
+async fn no_label(
+    State(state): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    method: Method,
+    Path(op): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(state, conn, method, None, op, headers, body)
+        .await
+        .unwrap_or_else(|e| problem::est(&e))
+}
+
+async fn with_label(
+    State(state): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    method: Method,
+    Path((label, op)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(state, conn, method, Some(label), op, headers, body)
+        .await
+        .unwrap_or_else(|e| problem::est(&e))
+}
+
+async fn handle(
+    state: AppState,
+    conn: ConnInfo,
+    method: Method,
+    label: Option<String>,
+    op: String,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
+    let op = Operation::parse(&op)
+        .ok_or_else(|| Error::not_found(format!("unknown EST operation {op:?}")))?;
+    if let Some(l) = &label {
+        if !estgate_protocol::path::is_valid_label(l) {
+            return Err(Error::not_found(format!("unknown EST label {l:?}")));
+        }
+    }
+    let expected = match op {
+        Operation::CaCerts | Operation::CsrAttrs => Method::GET,
+        _ => Method::POST,
+    };
+    if method != expected {
+        let mut r = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{} needs {expected}\n", op.as_str()),
+        )
+            .into_response();
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(expected.as_str()));
+        return Ok(r);
+    }
+    // strongSwan's base64 decoder fails on line breaks and it is the client that sends no
+    // User-Agent (protocol/docs/divergences.md); everyone else gets 64-column lines.
+    let wrap = if headers.contains_key(header::USER_AGENT) {
+        transfer::Wrap::Columns64
+    } else {
+        transfer::Wrap::Unwrapped
+    };
+    let ra = &state.ra;
+    let account = ra.account_for_label(label.as_deref()).await?;
+    match op {
+        Operation::CaCerts => {
+            let chain: Vec<&[u8]> = ra.ca_chain().iter().map(Vec::as_slice).collect();
+            Ok(base64_response(media::PKCS7, &pkcs7::certs_only(&chain), wrap))
+        }
+        Operation::CsrAttrs => match csrattrs::encode(&ra.allowed_key_types(&account).await?) {
+            Some(der) => Ok(base64_response(media::CSRATTRS, &der, wrap)),
+            None => Ok(StatusCode::NO_CONTENT.into_response()),
+        },
+        Operation::SimpleEnroll | Operation::SimpleReenroll => {
+            let csr = read_pkcs10(&headers, body).await?;
+            let source = conn.peer.to_string();
+            let issued = if op == Operation::SimpleEnroll {
+                ra.enroll(account, credentials(&headers), &csr, &source).await?
+            } else {
+                ra.reenroll(account, conn.client_cert.as_deref(), &csr, &source).await?
+            };
+            Ok(base64_response(
+                media::PKCS7_CERTS_ONLY,
+                &pkcs7::certs_only(&[&issued.der]),
+                wrap,
+            ))
+        }
+        Operation::ServerKeyGen | Operation::FullCmc => Err(Error::new(
+            ErrorKind::NotImplemented,
+            format!("{} is not supported by this server yet", op.as_str()),
+        )),
+    }
+}
+
+fn base64_response(content_type: &'static str, der: &[u8], wrap: transfer::Wrap) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::HeaderName::from_static("content-transfer-encoding"), "base64"),
+        ],
+        transfer::encode_base64(der, wrap),
+    )
+        .into_response()
+}
+
+/// Content type, size limit and base64 (any whitespace; the request's
+/// Content-Transfer-Encoding is ignored as RFC 8951 §3.2 says).
+async fn read_pkcs10(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Error> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !media::is_pkcs10(ct) {
+        return Err(Error::new(
+            ErrorKind::UnsupportedMediaType,
+            format!("Content-Type must be {}, not {ct:?}", media::PKCS10),
+        ));
+    }
+    let too_large = || {
+        Error::new(
+            ErrorKind::PayloadTooLarge,
+            format!("request body exceeds {MAX_BODY} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Err(too_large());
+    }
+    let bytes = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                too_large()
+            } else {
+                Error::malformed("the request body could not be read")
+            }
+        })?
+        .to_bytes();
+    transfer::decode_base64(&bytes).map_err(|_| {
+        Error::malformed("the request body is not base64 (RFC 8951: a base64-encoded PKCS#10 CSR)")
+    })
+}
+
+/// HTTP Basic credentials; a malformed header counts as none (the client gets a 401).
+pub fn credentials(headers: &HeaderMap) -> Option<Credentials> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = zeroize::Zeroizing::new(String::from_utf8(decoded).ok()?);
+    let (user, password) = text.split_once(':')?;
+    Some(Credentials { username: user.to_string(), password: Secret::new(password) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_parse_and_malformed_ones_are_none() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic YWxpY2VAZXhhbXBsZS5vcmc6czNjcjM6dA=="));
+        let c = credentials(&h).unwrap();
+        assert_eq!(c.username, "alice@example.org");
+        assert_eq!(c.password.expose(), "s3cr3:t");
+        for bad in ["Bearer abc", "Basic !!!", "Basic", "Basic bm9jb2xvbg=="] {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(bad));
+            assert!(credentials(&h).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The one place that knows HTTP statuses: `ErrorKind` → status, headers and body.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{Error, ErrorKind};
+
+pub const REALM: &str = "Basic realm=\"estgate\"";
+
+pub fn status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Malformed | ErrorKind::BadCsr => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::AlreadyUsed => StatusCode::CONFLICT,
+        ErrorKind::Expired => StatusCode::GONE,
+        ErrorKind::Pending { .. } => StatusCode::ACCEPTED,
+        ErrorKind::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// EST answers errors in `text/plain` (RFC 7030 §4.2.3 leaves the body to the server; a
+/// human-readable line is what curl users and client logs show).
+pub fn est(err: &Error) -> Response {
+    let mut resp = (
+        status(err.kind),
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{}\n", err.message),
+    )
+        .into_response();
+    let headers = resp.headers_mut();
+    match err.kind {
+        ErrorKind::Unauthorized => {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
+        }
+        ErrorKind::Pending { retry_after }
+        | ErrorKind::RateLimited { retry_after }
+        | ErrorKind::Unavailable { retry_after } => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        _ => {}
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unauthorized_carries_the_basic_challenge() {
+        let r = est(&Error::unauthorized("no"));
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], REALM);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+    }
+
+    #[test]
+    fn rate_limited_carries_retry_after_in_seconds() {
+        let r = est(&Error::new(ErrorKind::RateLimited { retry_after: 42 }, "slow down"));
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "42");
+    }
+}
