@@ -10,4 +10,6 @@ pub mod domain;
 pub mod error;
 pub mod ra;
 pub mod store;
+#[doc(hidden)]
+pub mod testing;
 pub mod web;

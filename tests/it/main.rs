@@ -1,1 +1,7 @@
-fn main(){}
+//! Integration tests: ONE binary that starts the real server on 127.0.0.1:0 and talks TLS
+//! to it. Every issued certificate is checked by OpenSSL and x509-parser.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod architecture;
+mod est;
+mod support;

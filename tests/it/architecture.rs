@@ -1,0 +1,45 @@
+//! DESIGN.md's dependency rule: web → ra → {ca, store}; everything → domain, error.
+//! Checked by scanning the `crate::` paths each module uses.
+
+use std::path::Path;
+
+fn crate_paths(dir: &Path, out: &mut Vec<(String, String)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            crate_paths(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tests.rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = text.split("#[cfg(test)]").next().unwrap_or("");
+            for (i, _) in text.match_indices("crate::") {
+                let rest = &text[i + "crate::".len()..];
+                let module: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '{').collect();
+                out.push((path.display().to_string(), module.trim_end_matches('{').to_string()));
+            }
+        }
+    }
+}
+
+#[test]
+fn modules_only_use_what_the_design_allows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let allowed: &[(&str, &[&str])] = &[
+        ("domain", &["domain"]),
+        ("ca", &["ca", "domain", "error"]),
+        ("store", &["store", "domain", "error"]),
+        ("ra", &["ra", "ca", "store", "domain", "error"]),
+        ("web", &["web", "ra", "domain", "error"]),
+    ];
+    let mut violations = Vec::new();
+    for (module, ok) in allowed {
+        let mut uses = Vec::new();
+        crate_paths(&root.join(module), &mut uses);
+        assert!(!uses.is_empty() || *module == "domain", "no crate:: paths found in {module}");
+        for (file, used) in uses {
+            if !ok.contains(&used.as_str()) {
+                violations.push(format!("{file} uses crate::{used}"));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "dependency rule broken:\n{}", violations.join("\n"));
+}

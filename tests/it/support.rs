@@ -1,0 +1,105 @@
+//! Starting a real server with demo data, and checking certificates independently.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use estgate::app::{self, Running};
+use estgate::config::{Config, Overrides};
+use estgate::demo::Demo;
+use estgate::domain::{Clock, SystemClock};
+use estgate_bench::{client_config, Connection, Response, TlsOptions, TlsVersion};
+
+pub struct Server {
+    pub running: Option<Running>,
+    pub config: Config,
+    pub demo: Demo,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let db = estgate::testing::database_url(dir.path()).await.unwrap();
+    let overrides = Overrides {
+        data_dir: Some(dir.path().join("data")),
+        listen: Some("127.0.0.1:0".into()),
+    };
+    let env = move |k: &str| (k == "ESTGATE_DATABASE_URL").then(|| db.clone());
+    let config = Config::load(None, env, &overrides).unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    app::prepare_files(&config, clock.now()).unwrap();
+    let store = app::open_store(&config).await.unwrap();
+    let demo = estgate::demo::seed(&store, &config, clock.now()).await.unwrap();
+    let running = app::start(&config, clock).await.unwrap();
+    Server { running: Some(running), config, demo, dir }
+}
+
+impl Server {
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.running.as_ref().unwrap().addr
+    }
+
+    pub fn roots_pem(&self) -> Vec<u8> {
+        std::fs::read(&self.config.trust_anchor).unwrap()
+    }
+
+    pub fn password(&self, label: &str) -> (String, String) {
+        let a = self.demo.accounts.iter().find(|a| a.label == label).unwrap();
+        (a.username.clone(), a.password.clone())
+    }
+
+    pub async fn connect_with(&self, version: Option<TlsVersion>, client_cert: Option<(Vec<u8>, Vec<u8>)>, alpn_h2: bool) -> Connection {
+        let cfg = client_config(&TlsOptions { roots_pem: self.roots_pem(), client_cert, version, alpn_h2 }).unwrap();
+        Connection::connect(self.addr(), "localhost", cfg).await.unwrap()
+    }
+
+    pub async fn connect(&self) -> Connection {
+        self.connect_with(None, None, false).await
+    }
+
+    pub fn issuing_ca_pem(&self) -> PathBuf {
+        let chain = std::fs::read_to_string(&self.config.ca_chain).unwrap();
+        let first = chain.split_inclusive("-----END CERTIFICATE-----\n").next().unwrap();
+        let p = self.dir.path().join("issuing.pem");
+        std::fs::write(&p, first).unwrap();
+        p
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+pub fn pem(der: &[u8]) -> String {
+    estgate::app::pem_cert(der)
+}
+
+/// `openssl verify` of `leaf` against the server's root with the issuing CA as intermediate.
+pub fn openssl_verify(server: &Server, leaf_der: &[u8], purpose: Option<&str>) {
+    let leaf = server.dir.path().join(format!("leaf-{}.pem", estgate::ra::sha256_hex(leaf_der)));
+    std::fs::write(&leaf, pem(leaf_der)).unwrap();
+    let mut cmd = Command::new("openssl");
+    cmd.arg("verify").arg("-CAfile").arg(&server.config.trust_anchor).arg("-untrusted").arg(server.issuing_ca_pem());
+    if let Some(p) = purpose {
+        cmd.arg("-purpose").arg(p);
+    }
+    let out = cmd.arg(&leaf).output().expect("openssl must be installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains(": OK"), "openssl verify: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+}
+
+pub fn openssl(args: &[&str], dir: &Path) -> String {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl must be installed");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The single certificate of a certs-only response body.
+pub fn single_cert(resp: &Response) -> Vec<u8> {
+    let der = estgate_protocol::transfer::decode_base64(&resp.body).unwrap();
+    let mut certs = estgate_protocol::pkcs7::parse_certs_only(&der).unwrap();
+    assert_eq!(certs.len(), 1);
+    certs.remove(0)
+}
