@@ -75,15 +75,13 @@ pub fn generate_secret(len: usize) -> Secret {
 pub fn hash_secret(secret: &Secret) -> SecretHash {
     let salt_bytes = generate_secret(22);
     // A base62 string of 22 characters is a valid PHC salt (B64 alphabet subset).
-    let hash = SaltString::from_b64(salt_bytes.expose())
-        .ok()
-        .and_then(|salt| {
-            Argon2::default()
-                .hash_password(secret.expose().as_bytes(), &salt)
-                .ok()
-        })
-        .map(|h| h.to_string())
-        .unwrap_or_default();
+    let hash = match SaltString::from_b64(salt_bytes.expose()) {
+        Ok(salt) => Argon2::default()
+            .hash_password(secret.expose().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
     SecretHash(hash)
 }
 

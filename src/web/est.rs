@@ -81,8 +81,8 @@ async fn handle(
             format!("{} needs {expected}\n", op.as_str()),
         )
             .into_response();
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(expected.as_str()));
+        let allow = if expected == Method::GET { "GET" } else { "POST" };
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
         return Ok(r);
     }
     // strongSwan's base64 decoder fails on line breaks and it is the client that sends no
