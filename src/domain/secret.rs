@@ -73,15 +73,16 @@ pub fn generate_secret(len: usize) -> Secret {
 }
 
 pub fn hash_secret(secret: &Secret) -> SecretHash {
-    let salt_bytes = generate_secret(22);
-    // A base62 string of 22 characters is a valid PHC salt (B64 alphabet subset).
-    let hash = match SaltString::from_b64(salt_bytes.expose()) {
-        Ok(salt) => Argon2::default()
-            .hash_password(secret.expose().as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .unwrap_or_default(),
-        Err(_) => String::new(),
-    };
+    use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+    let mut salt = [0u8; 16];
+    while SystemRandom::new().fill(&mut salt).is_err() {}
+    let hash = SaltString::encode_b64(&salt)
+        .and_then(|salt| {
+            Argon2::default()
+                .hash_password(secret.expose().as_bytes(), &salt)
+                .map(|h| h.to_string())
+        })
+        .unwrap_or_default();
     SecretHash(hash)
 }
 

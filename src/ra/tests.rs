@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+use rcgen::{CertificateParams, DnType, KeyPair, PublicKeyData, SanType};
+
+use crate::error::ErrorKind;
 use x509_parser::prelude::*;
 
 use super::*;
