@@ -100,8 +100,7 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
     publish_trust_anchor(config, &ca)?;
     let store = open_store(config).await?;
     let ra = Ra::new(store, ca.clone(), clock);
-    let roots: Vec<Vec<u8>> = ca.chain().last().cloned().into_iter().collect();
-    let tls = web::tls_config(&config.tls_cert, &config.tls_key, &roots)?;
+    let tls = web::tls_config(&config.tls_cert, &config.tls_key, ca.chain())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| AppError::Listen { addr: config.listen, source })?;

@@ -223,8 +223,10 @@ Enroll a device certificate (account "devices", access code):
   openssl base64 -in device.csr -out device.b64
   curl --cacert {ca} -u '{du}:{dp}' -H 'Content-Type: application/pkcs10' --data-binary @device.b64 -o device.p7.b64 {base}/.well-known/est/devices/simpleenroll
 
-Re-enroll with the current certificate as TLS client certificate:
-  curl --cacert {ca} --cert alice.pem --key alice.key -H 'Content-Type: application/pkcs10' --data-binary @alice.b64 -o renewed.p7.b64 {base}/.well-known/est/staff/simplereenroll
+Re-enroll with the current certificate as TLS client certificate (same subject and SAN):
+  openssl x509 -x509toreq -in alice.pem -signkey alice.key -copy_extensions copyall -out renew.pem
+  openssl req -in renew.pem -outform DER | openssl base64 -out renew.b64
+  curl --cacert {ca} --cert alice.pem --key alice.key -H 'Content-Type: application/pkcs10' --data-binary @renew.b64 -o renewed.p7.b64 {base}/.well-known/est/staff/simplereenroll
 "#,
             su = staff.username,
             sp = staff.password,

@@ -1,0 +1,270 @@
+//! A minimal EST client: HTTP/1.1 written by hand over tokio-rustls, so tests see the exact
+//! wire (header-name case, Content-Length) and the load generator pays no framework cost.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("PEM: {0}")]
+    Pem(String),
+    #[error("HTTP: {0}")]
+    Http(String),
+    #[error("key generation: {0}")]
+    Keygen(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+pub struct TlsOptions {
+    pub roots_pem: Vec<u8>,
+    /// (certificate chain PEM, private key PEM) for TLS client authentication.
+    pub client_cert: Option<(Vec<u8>, Vec<u8>)>,
+    /// None: both TLS 1.2 and 1.3.
+    pub version: Option<TlsVersion>,
+    /// Offer h2 before http/1.1 in ALPN (this client still speaks HTTP/1.1 only).
+    pub alpn_h2: bool,
+}
+
+pub fn client_config(opts: &TlsOptions) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&opts.roots_pem) {
+        roots.add(c.map_err(|e| Error::Pem(e.to_string()))?)?;
+    }
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match opts.version {
+        None => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        Some(TlsVersion::Tls12) => &[&rustls::version::TLS12],
+        Some(TlsVersion::Tls13) => &[&rustls::version::TLS13],
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(versions)?
+    .with_root_certificates(roots);
+    let mut config = match &opts.client_cert {
+        Some((chain, key)) => {
+            let certs = CertificateDer::pem_slice_iter(chain)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::Pem(e.to_string()))?;
+            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| Error::Pem(e.to_string()))?;
+            builder.with_client_auth_cert(certs, key)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = if opts.alpn_h2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    Ok(Arc::new(config))
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub status_line: String,
+    /// Names exactly as received.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub struct Connection {
+    stream: BufReader<TlsStream<TcpStream>>,
+    host: String,
+}
+
+impl Connection {
+    pub async fn connect(
+        addr: SocketAddr,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<Connection, Error> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let name = ServerName::try_from(server_name.to_string())
+            .map_err(|e| Error::Http(format!("server name: {e}")))?;
+        let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+        Ok(Connection { stream: BufReader::new(tls), host: format!("{server_name}:{}", addr.port()) })
+    }
+
+    pub fn negotiated_version(&self) -> Option<rustls::ProtocolVersion> {
+        self.stream.get_ref().get_ref().1.protocol_version()
+    }
+
+    pub fn alpn_protocol(&self) -> Option<Vec<u8>> {
+        self.stream.get_ref().get_ref().1.alpn_protocol().map(|p| p.to_vec())
+    }
+
+    /// Writes `request` as given and reads one response.
+    pub async fn send_raw(&mut self, request: &[u8]) -> Result<Response, Error> {
+        self.stream.get_mut().write_all(request).await?;
+        self.stream.get_mut().flush().await?;
+        read_response(&mut self.stream).await
+    }
+
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, Error> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        if method != "GET" || !body.is_empty() {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        self.send_raw(&bytes).await
+    }
+}
+
+/// Reads one HTTP/1.1 response: status line, headers, body by Content-Length or chunked.
+pub async fn read_response<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Response, Error> {
+    let mut line = String::new();
+    if r.read_line(&mut line).await? == 0 {
+        return Err(Error::Http("connection closed before a response".into()));
+    }
+    let status_line = line.trim_end().to_string();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::Http(format!("bad status line {status_line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await? == 0 {
+            return Err(Error::Http("connection closed in headers".into()));
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (n, v) = l.split_once(':').ok_or_else(|| Error::Http(format!("bad header {l:?}")))?;
+        headers.push((n.to_string(), v.trim().to_string()));
+    }
+    let mut resp = Response { status, status_line, headers, body: Vec::new() };
+    if let Some(len) = resp.header("content-length") {
+        let len: usize = len.parse().map_err(|_| Error::Http("bad Content-Length".into()))?;
+        resp.body = vec![0; len];
+        r.read_exact(&mut resp.body).await?;
+    } else if resp.header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        loop {
+            line.clear();
+            r.read_line(&mut line).await?;
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| Error::Http("bad chunk size".into()))?;
+            let mut chunk = vec![0; size + 2];
+            if size == 0 {
+                line.clear();
+                r.read_line(&mut line).await?;
+                break;
+            }
+            r.read_exact(&mut chunk).await?;
+            resp.body.extend_from_slice(&chunk[..size]);
+        }
+    } else if status != 204 && status != 304 && !(100..200).contains(&status) {
+        return Err(Error::Http("response without Content-Length".into()));
+    }
+    Ok(resp)
+}
+
+pub fn basic_auth(user: &str, password: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// `n` CSRs (DER) with CN and one dNSName = `cn`, each with its PKCS#8 key PEM.
+pub fn make_csrs(key_type: &str, cn: &str, n: usize) -> Result<Vec<(Vec<u8>, String)>, Error> {
+    let err = |e: rcgen::Error| Error::Keygen(e.to_string());
+    (0..n)
+        .map(|_| {
+            let key = match key_type {
+                "ec-p256" => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+                "ec-p384" => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+                "rsa-2048" => rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048),
+                "rsa-3072" => rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_3072),
+                "rsa-4096" => rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_4096),
+                other => return Err(Error::Keygen(format!("unknown key type {other:?}"))),
+            }
+            .map_err(err)?;
+            let mut p = rcgen::CertificateParams::new(vec![cn.to_string()]).map_err(err)?;
+            p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            let csr = p.serialize_request(&key).map_err(err)?.der().to_vec();
+            Ok((csr, key.serialize_pem()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn responses_keep_header_case_and_pipeline() {
+        let wire = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello\
+HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let mut r = BufReader::new(&wire[..]);
+        let a = read_response(&mut r).await.unwrap();
+        assert_eq!((a.status, a.body_text().as_str()), (200, "hello"));
+        assert_eq!(a.headers[0].0, "Content-Type");
+        assert_eq!(a.header("content-type"), Some("text/plain"));
+        let b = read_response(&mut r).await.unwrap();
+        assert_eq!((b.status, b.body_text().as_str()), (201, "abcde"));
+        assert!(read_response(&mut r).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_body_without_length_is_an_error() {
+        let mut r = BufReader::new(&b"HTTP/1.1 200 OK\r\n\r\nxyz"[..]);
+        assert!(read_response(&mut r).await.is_err());
+    }
+
+    #[test]
+    fn basic_auth_vector() {
+        assert_eq!(basic_auth("Aladdin", "open sesame"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+    }
+
+    #[test]
+    fn csrs_are_made() {
+        let csrs = make_csrs("ec-p256", "a.example.org", 2).unwrap();
+        assert_eq!(csrs.len(), 2);
+        assert_ne!(csrs[0].0, csrs[1].0);
+        assert!(csrs[0].1.contains("BEGIN PRIVATE KEY"));
+        assert!(make_csrs("dsa", "x", 1).is_err());
+    }
+}

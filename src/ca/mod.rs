@@ -136,6 +136,8 @@ fn leaf_params(plan: &IssuancePlan) -> Result<CertificateParams, CaError> {
     p.not_after = to_time(plan.not_after)?;
     p.distinguished_name = distinguished_name(&plan.subject);
     p.use_authority_key_identifier_extension = true;
+    // ExplicitNoCa writes basicConstraints CA:FALSE and, with it, rcgen's subjectKeyIdentifier.
+    p.is_ca = rcgen::IsCa::ExplicitNoCa;
     for e in &plan.emails {
         p.subject_alt_names.push(SanType::Rfc822Name(
             e.clone().try_into().map_err(|_| CaError::Sign(format!("bad email {e}")))?,

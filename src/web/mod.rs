@@ -66,6 +66,8 @@ pub fn tls_config(
         message: e.to_string(),
     })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // The issuing CA is a trust anchor too: clients present only their leaf, and every
+    // certificate we issue comes from it.
     let mut roots = rustls::RootCertStore::empty();
     for r in client_roots {
         roots.add(CertificateDer::from(r.clone()))?;
@@ -136,9 +138,60 @@ pub async fn serve(
                 .title_case_headers(true)
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30));
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) = builder.serve_connection(TokioIo::new(ExactHeaderCase(stream)), service).await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });
+    }
+}
+
+/// hyper's title-casing writes `Www-Authenticate`, but libest's client looks for the exact
+/// `WWW-Authenticate` (DESIGN.md wire rules). Rewrites that one header name in the bytes
+/// written to the connection; the replacement has the same length, so the count written maps
+/// one to one. A header block split across two partial writes is not rewritten (rustls
+/// buffers whole writes, so this does not happen in practice).
+struct ExactHeaderCase<S>(S);
+
+const TITLE_CASED: &[u8] = b"\r\nWww-Authenticate:";
+const EXACT: &[u8] = b"\r\nWWW-Authenticate:";
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for ExactHeaderCase<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ExactHeaderCase<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match buf.windows(TITLE_CASED.len()).position(|w| w == TITLE_CASED) {
+            Some(at) => {
+                let mut fixed = buf.to_vec();
+                fixed[at..at + EXACT.len()].copy_from_slice(EXACT);
+                std::pin::Pin::new(&mut self.0).poll_write(cx, &fixed)
+            }
+            None => std::pin::Pin::new(&mut self.0).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }

@@ -86,7 +86,7 @@ async fn person_enrollment_is_verified_by_openssl_and_x509_parser() {
         openssl_verify(&s, &der, Some("sslclient"));
         openssl_verify(&s, &der, Some("smimesign"));
         let (_, cert) = parse_x509_certificate(&der).unwrap();
-        assert_eq!(cert.subject().to_string(), "CN=Alice Example, GN=Alice, SN=Example, O=Example Organisation");
+        assert_eq!(cert.subject().to_string(), "CN=Alice Example, givenName=Alice, surname=Example, O=Example Organisation");
         let san = cert.subject_alternative_name().unwrap().unwrap().value;
         assert_eq!(san.general_names, vec![GeneralName::RFC822Name("alice@example.org")]);
         let eku = cert.extended_key_usage().unwrap().unwrap().value;
@@ -128,7 +128,8 @@ async fn device_enrollment_and_reenrollment_with_the_client_certificate() {
     std::fs::write(dir.join("old.pem"), crate::support::pem(&first)).unwrap();
     std::fs::write(dir.join("old.key"), &key_pem).unwrap();
     openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "new.key"], dir);
-    openssl(&["x509", "-x509toreq", "-in", "old.pem", "-signkey", "new.key", "-copy_extensions", "copyall", "-outform", "DER", "-out", "renew.csr"], dir);
+    openssl(&["x509", "-x509toreq", "-in", "old.pem", "-signkey", "new.key", "-copy_extensions", "copyall", "-out", "renew.pem"], dir);
+    openssl(&["req", "-in", "renew.pem", "-outform", "DER", "-out", "renew.csr"], dir);
     let renew_csr = std::fs::read(dir.join("renew.csr")).unwrap();
     let client = Some((crate::support::pem(&first).into_bytes(), key_pem.into_bytes()));
     let mut c = s.connect_with(Some(TlsVersion::Tls12), client, false).await;
@@ -205,9 +206,8 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     let mut bad_sig = csr.clone();
     let n = bad_sig.len();
     bad_sig[n - 2] ^= 0x01;
-    let rsa4096 = make_csrs("rsa-4096", "x", 1).unwrap().remove(0).0;
-    let mut devices_p384 = make_csrs("ec-p384", "d.example.org", 1).unwrap().remove(0).0;
-    let _ = &mut devices_p384;
+    // The demo device profile allows EC P-256/P-384 and RSA-2048/3072, not RSA-4096.
+    let devices_rsa4096 = make_csrs("rsa-4096", "d.example.org", 1).unwrap().remove(0).0;
 
     let mut c = s.connect().await;
     // No credentials.
@@ -238,9 +238,9 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(r.status, 400);
     assert!(r.body_text().contains("signature"), "{}", r.body_text());
     let (duser, dcode) = s.password("devices");
-    let r = post(&s, "/.well-known/est/devices/simpleenroll", &duser, &dcode, b64(&devices_p384).as_bytes()).await;
+    let r = post(&s, "/.well-known/est/devices/simpleenroll", &duser, &dcode, b64(&devices_rsa4096).as_bytes()).await;
     assert_eq!(r.status, 400, "{}", r.body_text());
-    let _ = rsa4096;
+    assert!(r.body_text().contains("rsa-4096"), "{}", r.body_text());
     // Device name outside the organisation's domains.
     let evil = make_csrs("ec-p256", "evil.example.com", 1).unwrap().remove(0).0;
     assert_eq!(post(&s, "/.well-known/est/devices/simpleenroll", &duser, &dcode, b64(&evil).as_bytes()).await.status, 403);
