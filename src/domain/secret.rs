@@ -87,12 +87,72 @@ pub fn hash_secret(secret: &Secret) -> SecretHash {
 }
 
 /// Constant-time (inside Argon2's verifier) check of a presented secret against its hash.
+///
+/// Argon2id costs ~15 ms of CPU and 19 MiB by design, which would cap a device fleet
+/// re-presenting the same access code at a few dozen requests per second per core. So a
+/// successful check is remembered for a few minutes as SHA-256(hash ‖ secret): a fresh salt
+/// in every stored hash makes the key unique per secret version, resetting a secret changes
+/// the hash (old entries never match again), and failures are never cached (the throttle
+/// counts them). The cache is only a shortcut; every process can verify on its own.
 pub fn verify_secret(secret: &Secret, hash: &SecretHash) -> bool {
-    match PasswordHash::new(&hash.0) {
+    let key = cache_key(secret, hash);
+    if VERIFIED.contains(&key) {
+        return true;
+    }
+    let ok = match PasswordHash::new(&hash.0) {
         Ok(parsed) => Argon2::default()
             .verify_password(secret.expose().as_bytes(), &parsed)
             .is_ok(),
         Err(_) => false,
+    };
+    if ok {
+        VERIFIED.insert(key);
+    }
+    ok
+}
+
+fn cache_key(secret: &Secret, hash: &SecretHash) -> [u8; 32] {
+    use aws_lc_rs::digest::{Context, SHA256};
+    let mut ctx = Context::new(&SHA256);
+    ctx.update(hash.0.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(secret.expose().as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+static VERIFIED: VerifiedCache = VerifiedCache::new();
+
+/// Recently verified (hash, secret) pairs, bounded in size and age.
+struct VerifiedCache(std::sync::Mutex<Option<std::collections::HashMap<[u8; 32], std::time::Instant>>>);
+
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+const CACHE_MAX: usize = 10_000;
+
+impl VerifiedCache {
+    const fn new() -> VerifiedCache {
+        VerifiedCache(std::sync::Mutex::new(None))
+    }
+
+    fn contains(&self, key: &[u8; 32]) -> bool {
+        let Ok(guard) = self.0.lock() else { return false };
+        guard
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .is_some_and(|at| at.elapsed() < CACHE_TTL)
+    }
+
+    fn insert(&self, key: [u8; 32]) {
+        let Ok(mut guard) = self.0.lock() else { return };
+        let map = guard.get_or_insert_with(Default::default);
+        if map.len() >= CACHE_MAX {
+            map.retain(|_, at| at.elapsed() < CACHE_TTL);
+            if map.len() >= CACHE_MAX {
+                map.clear();
+            }
+        }
+        map.insert(key, std::time::Instant::now());
     }
 }
 
@@ -117,6 +177,11 @@ mod tests {
         assert!(verify_secret(&s, &h));
         assert!(!verify_secret(&Secret::new("correct horsE"), &h));
         assert!(!verify_secret(&s, &SecretHash::from_stored("garbage".into())));
+        // Cached after success, but only for the exact hash: a reset secret never matches.
+        assert!(verify_secret(&s, &h));
+        let reset = hash_secret(&s);
+        assert!(!verify_secret(&Secret::new("correct horse!"), &reset));
+        assert!(verify_secret(&s, &reset));
     }
 
     #[test]

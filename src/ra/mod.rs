@@ -188,7 +188,7 @@ impl Ra {
                 let hash = person.as_ref().and_then(|p| p.secret_id_hash.clone());
                 // Verify against a dummy hash when there is no person, so the answer's
                 // timing does not reveal which addresses exist.
-                let ok = verify_secret(&c.password, hash.as_ref().unwrap_or_else(|| dummy_hash()))
+                let ok = verify_off_executor(&c.password, hash.clone().unwrap_or_else(|| dummy_hash().clone())).await
                     && hash.is_some();
                 let (Some(person), Some(email), true) = (person, email, ok) else {
                     throttle::fail(&self.store, account.id, &c.username, now).await?;
@@ -218,10 +218,10 @@ impl Ra {
                 })
             }
             Authorization::AccessCode => {
-                let ok = account
-                    .access_code_hash
-                    .as_ref()
-                    .is_some_and(|h| verify_secret(&c.password, h));
+                let ok = match account.access_code_hash.clone() {
+                    Some(h) => verify_off_executor(&c.password, h).await,
+                    None => false,
+                };
                 if !ok || c.username.trim().is_empty() {
                     throttle::fail(&self.store, account.id, &c.username, now).await?;
                     return Err(Error::unauthorized("wrong access code"));
@@ -300,6 +300,15 @@ impl Ra {
         tracing::info!(serial = %serial, order = order_id, "{action}: certificate issued");
         Ok(Issued { der, serial })
     }
+}
+
+/// Argon2 is deliberately slow: it runs on the blocking pool so it never stalls other
+/// requests on the async executor.
+async fn verify_off_executor(secret: &Secret, hash: SecretHash) -> bool {
+    let secret = secret.clone();
+    tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
+        .await
+        .unwrap_or(false)
 }
 
 fn dummy_hash() -> &'static SecretHash {
