@@ -124,7 +124,7 @@ pub fn for_renewal(
     now: UnixTime,
 ) -> Result<IssuancePlan, Error> {
     check_key(profile, csr)?;
-    if csr.subject_der != old.subject().as_raw() {
+    if !same_name(&csr.subject_der, old.subject()) {
         return Err(Error::forbidden(
             "re-enrollment must keep the subject of the current certificate",
         ));
@@ -181,4 +181,25 @@ pub fn for_renewal(
         usage: usage(profile),
         key: csr.key,
     })
+}
+
+/// RFC 5280 §7.1 name comparison, simplified: the same attribute types in the same order
+/// with values equal after trimming and case folding. Clients re-encode the subject they
+/// copy (strongSwan writes PrintableString where we wrote UTF8String), so bytes differ.
+fn same_name(csr_subject_der: &[u8], old: &X509Name<'_>) -> bool {
+    let Ok((_, new)) = X509Name::from_der(csr_subject_der) else {
+        return false;
+    };
+    let flat = |n: &X509Name<'_>| -> Option<Vec<(String, String)>> {
+        n.iter_attributes()
+            .map(|a| {
+                let v = a.as_str().ok()?;
+                Some((a.attr_type().to_id_string(), v.trim().to_lowercase()))
+            })
+            .collect()
+    };
+    match (flat(&new), flat(old)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
 }

@@ -63,6 +63,9 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
+    // Read (bounded) before answering anything: an HTTP/2 client whose request body is
+    // still being sent sees a stream reset instead of an early error response.
+    let body = if method == Method::POST { Some(read_body(&headers, body).await?) } else { None };
     let op = Operation::parse(&op)
         .ok_or_else(|| Error::not_found(format!("unknown EST operation {op:?}")))?;
     if let Some(l) = &label {
@@ -104,7 +107,7 @@ async fn handle(
             None => Ok(StatusCode::NO_CONTENT.into_response()),
         },
         Operation::SimpleEnroll | Operation::SimpleReenroll => {
-            let csr = read_pkcs10(&headers, body).await?;
+            let csr = pkcs10_body(&headers, body.as_deref().unwrap_or_default())?;
             let source = conn.peer.to_string();
             let issued = if op == Operation::SimpleEnroll {
                 ra.enroll(account, credentials(&headers), &csr, &source).await?
@@ -136,19 +139,9 @@ fn base64_response(content_type: &'static str, der: &[u8], wrap: transfer::Wrap)
         .into_response()
 }
 
-/// Content type, size limit and base64 (any whitespace; the request's
-/// Content-Transfer-Encoding is ignored as RFC 8951 §3.2 says).
-async fn read_pkcs10(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Error> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !media::is_pkcs10(ct) {
-        return Err(Error::new(
-            ErrorKind::UnsupportedMediaType,
-            format!("Content-Type must be {}, not {ct:?}", media::PKCS10),
-        ));
-    }
+/// The request body, at most `MAX_BODY` bytes (413 beyond), whether sent with a
+/// Content-Length or chunked.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Error> {
     let too_large = || {
         Error::new(
             ErrorKind::PayloadTooLarge,
@@ -162,7 +155,7 @@ async fn read_pkcs10(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Error> 
     if declared.is_some_and(|n| n > MAX_BODY) {
         return Err(too_large());
     }
-    let bytes = Limited::new(body, MAX_BODY)
+    Ok(Limited::new(body, MAX_BODY)
         .collect()
         .await
         .map_err(|e| {
@@ -172,8 +165,24 @@ async fn read_pkcs10(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Error> 
                 Error::malformed("the request body could not be read")
             }
         })?
-        .to_bytes();
-    transfer::decode_base64(&bytes).map_err(|_| {
+        .to_bytes()
+        .to_vec())
+}
+
+/// Content type and base64 (any whitespace; the request's Content-Transfer-Encoding is
+/// ignored as RFC 8951 §3.2 says).
+fn pkcs10_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Error> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !media::is_pkcs10(ct) {
+        return Err(Error::new(
+            ErrorKind::UnsupportedMediaType,
+            format!("Content-Type must be {}, not {ct:?}", media::PKCS10),
+        ));
+    }
+    transfer::decode_base64(body).map_err(|_| {
         Error::malformed("the request body is not base64 (RFC 8951: a base64-encoded PKCS#10 CSR)")
     })
 }
