@@ -16,7 +16,10 @@ use crate::web::{self, AppState, WebError};
 #[non_exhaustive]
 pub enum AppError {
     #[error("data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("CA: {0}")]
     Ca(#[from] CaError),
     #[error("database: {0}")]
@@ -24,7 +27,10 @@ pub enum AppError {
     #[error("{0}")]
     Web(#[from] WebError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Creates the data directory (mode 0700) and, when none is configured, the development CA
@@ -37,15 +43,27 @@ pub fn prepare_files(config: &Config, now: i64) -> Result<(), AppError> {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|source| AppError::DataDir { path: dir.display().to_string(), source })?;
+            .map_err(|source| AppError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
     }
     if config.dev_ca && ensure_dev_ca(&PkiFiles::in_dir(dir), now)? {
         tracing::info!("created a development CA in {}", dir.display());
     }
     if config.dev_tls
-        && ensure_tls_cert(&config.tls_cert, &config.tls_key, &config.ca_chain, &config.ca_key, now)?
+        && ensure_tls_cert(
+            &config.tls_cert,
+            &config.tls_key,
+            &config.ca_chain,
+            &config.ca_key,
+            now,
+        )?
     {
-        tracing::info!("issued a TLS server certificate for localhost: {}", config.tls_cert.display());
+        tracing::info!(
+            "issued a TLS server certificate for localhost: {}",
+            config.tls_cert.display()
+        );
     }
     Ok(())
 }
@@ -64,8 +82,10 @@ fn publish_trust_anchor(config: &Config, ca: &Ca) -> Result<(), AppError> {
 }
 
 pub fn pem_cert(der: &[u8]) -> String {
-    let b64 = estgate_protocol::transfer::encode_base64(der, estgate_protocol::transfer::Wrap::Columns64);
-    format!("-----BEGIN CERTIFICATE-----\r\n{b64}-----END CERTIFICATE-----\r\n").replace("\r\n", "\n")
+    let b64 =
+        estgate_protocol::transfer::encode_base64(der, estgate_protocol::transfer::Wrap::Columns64);
+    format!("-----BEGIN CERTIFICATE-----\r\n{b64}-----END CERTIFICATE-----\r\n")
+        .replace("\r\n", "\n")
 }
 
 pub async fn open_store(config: &Config) -> Result<Store, AppError> {
@@ -103,14 +123,23 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
     let tls = web::tls_config(&config.tls_cert, &config.tls_key, ca.chain())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| AppError::Listen { addr: config.listen, source })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| AppError::Listen { addr: config.listen, source })?;
+        .map_err(|source| AppError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| AppError::Listen {
+        addr: config.listen,
+        source,
+    })?;
     let app = web::router(AppState { ra: ra.clone() });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(web::serve(listener, tls, app, async move {
         let _ = rx.await;
     }));
-    Ok(Running { addr, ra, shutdown: Some(tx), task })
+    Ok(Running {
+        addr,
+        ra,
+        shutdown: Some(tx),
+        task,
+    })
 }

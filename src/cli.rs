@@ -17,7 +17,11 @@ use crate::store::{AuditEntry, NewAccount, NewEndpoint, NewPerson, NewProfile, S
 pub const SECRET_LEN: usize = 20;
 
 #[derive(Debug, Parser)]
-#[command(name = "estgate", version, about = "Certificate enrollment server: EST, self-enrollment, administration")]
+#[command(
+    name = "estgate",
+    version,
+    about = "Certificate enrollment server: EST, self-enrollment, administration"
+)]
 pub struct Cli {
     /// TOML configuration file; every key can also be set as ESTGATE_<KEY>
     #[arg(long, global = true, env = "ESTGATE_CONFIG")]
@@ -140,7 +144,11 @@ pub enum ProfileCmd {
         #[arg(long)]
         subject: String,
         /// Allowed key types: rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384 (comma-separated)
-        #[arg(long, default_value = "rsa-2048,rsa-3072,rsa-4096,ec-p256,ec-p384", value_delimiter = ',')]
+        #[arg(
+            long,
+            default_value = "rsa-2048,rsa-3072,rsa-4096,ec-p256,ec-p384",
+            value_delimiter = ','
+        )]
         key_types: Vec<String>,
         /// Default key type (must be allowed); default: the first allowed
         #[arg(long)]
@@ -167,7 +175,11 @@ pub enum EndpointCmd {
         #[arg(long)]
         org: String,
         /// Authentication types: email-confirmation, secret-id (comma-separated)
-        #[arg(long, default_value = "email-confirmation,secret-id", value_delimiter = ',')]
+        #[arg(
+            long,
+            default_value = "email-confirmation,secret-id",
+            value_delimiter = ','
+        )]
         auth: Vec<String>,
         #[arg(long, default_value = "")]
         help_link_text: String,
@@ -182,6 +194,8 @@ pub enum EndpointCmd {
     List,
 }
 
+// Parsed once per process; boxing the large variant would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum AccountCmd {
     /// Create an enrollment account
@@ -236,7 +250,10 @@ fn err(e: impl std::fmt::Display) -> CliError {
 }
 
 pub fn load_config(cli: &Cli, listen: Option<String>) -> Result<Config, CliError> {
-    let overrides = Overrides { data_dir: cli.data_dir.clone(), listen };
+    let overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        listen,
+    };
     Config::load(cli.config.as_deref(), |k| std::env::var(k).ok(), &overrides).map_err(err)
 }
 
@@ -244,7 +261,11 @@ pub fn load_config(cli: &Cli, listen: Option<String>) -> Result<Config, CliError
 pub async fn admin(cli: &Cli, config: &Config) -> Result<(), CliError> {
     crate::app::prepare_files(config, SystemClock.now()).map_err(err)?;
     let store = crate::app::open_store(config).await.map_err(err)?;
-    let admin = Admin { store, clock: Arc::new(SystemClock), actor: Actor::cli() };
+    let admin = Admin {
+        store,
+        clock: Arc::new(SystemClock),
+        actor: Actor::cli(),
+    };
     admin.run(&cli.command).await
 }
 
@@ -254,7 +275,11 @@ pub struct Admin {
     pub actor: Actor,
 }
 
-fn parse_list<T>(items: &[String], what: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, CliError> {
+fn parse_list<T>(
+    items: &[String],
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, CliError> {
     items
         .iter()
         .map(|s| parse(s.trim()).ok_or_else(|| CliError(format!("unknown {what} {s:?}"))))
@@ -264,14 +289,25 @@ fn parse_list<T>(items: &[String], what: &str, parse: impl Fn(&str) -> Option<T>
 fn fmt_time(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| t.to_string())
 }
 
 impl Admin {
     async fn audit(&self, action: &str, object: String, detail: String) -> Result<(), CliError> {
-        let entry = AuditEntry { actor: self.actor.clone(), action: action.into(), object, detail };
-        self.store.audit(&entry, self.clock.now()).await.map_err(err)
+        let entry = AuditEntry {
+            actor: self.actor.clone(),
+            action: action.into(),
+            object,
+            detail,
+        };
+        self.store
+            .audit(&entry, self.clock.now())
+            .await
+            .map_err(err)
     }
 
     pub async fn run(&self, cmd: &Command) -> Result<(), CliError> {
@@ -295,9 +331,23 @@ impl Admin {
                         return Err(CliError(format!("{d:?} is not a domain name")));
                     }
                 }
-                let org = self.store.create_organisation(name, domains, self.clock.now()).await.map_err(err)?;
-                self.audit("org.add", format!("organisation {}", org.id), domains.join(",")).await?;
-                println!("created organisation {} {:?} domains {}", org.id, org.name, org.domains.join(","));
+                let org = self
+                    .store
+                    .create_organisation(name, domains, self.clock.now())
+                    .await
+                    .map_err(err)?;
+                self.audit(
+                    "org.add",
+                    format!("organisation {}", org.id),
+                    domains.join(","),
+                )
+                .await?;
+                println!(
+                    "created organisation {} {:?} domains {}",
+                    org.id,
+                    org.name,
+                    org.domains.join(",")
+                );
             }
             OrgCmd::AddDomain { name, domain } => {
                 if !crate::domain::is_dns_name(domain) || !domain.contains('.') {
@@ -305,7 +355,12 @@ impl Admin {
                 }
                 let org = self.store.organisation_by_name(name).await.map_err(err)?;
                 self.store.add_domain(org.id, domain).await.map_err(err)?;
-                self.audit("org.add-domain", format!("organisation {}", org.id), domain.clone()).await?;
+                self.audit(
+                    "org.add-domain",
+                    format!("organisation {}", org.id),
+                    domain.clone(),
+                )
+                .await?;
                 println!("added domain {domain} to {:?}", org.name);
             }
             OrgCmd::List => {
@@ -322,8 +377,13 @@ impl Admin {
         match c {
             DeptCmd::Add { name, org } => {
                 let org = self.store.organisation_by_name(org).await.map_err(err)?;
-                let d = self.store.create_department(org.id, name).await.map_err(err)?;
-                self.audit("dept.add", format!("department {}", d.id), name.clone()).await?;
+                let d = self
+                    .store
+                    .create_department(org.id, name)
+                    .await
+                    .map_err(err)?;
+                self.audit("dept.add", format!("department {}", d.id), name.clone())
+                    .await?;
                 println!("created department {} {:?} in {:?}", d.id, d.name, org.name);
             }
             DeptCmd::List => {
@@ -338,7 +398,16 @@ impl Admin {
 
     async fn person(&self, c: &PersonCmd) -> Result<(), CliError> {
         match c {
-            PersonCmd::Add { org, email, first, middle, last, dept, secret_id, no_secret_id } => {
+            PersonCmd::Add {
+                org,
+                email,
+                first,
+                middle,
+                last,
+                dept,
+                secret_id,
+                no_secret_id,
+            } => {
                 let org = self.store.organisation_by_name(org).await.map_err(err)?;
                 let email = EmailAddress::parse(email)
                     .ok_or_else(|| CliError(format!("{email:?} is not an email address")))?;
@@ -351,7 +420,13 @@ impl Admin {
                     )));
                 }
                 let department_id = match dept {
-                    Some(d) => Some(self.store.department_by_name(org.id, d).await.map_err(err)?.id),
+                    Some(d) => Some(
+                        self.store
+                            .department_by_name(org.id, d)
+                            .await
+                            .map_err(err)?
+                            .id,
+                    ),
                     None => None,
                 };
                 let secret = match (secret_id, no_secret_id) {
@@ -375,7 +450,12 @@ impl Admin {
                     )
                     .await
                     .map_err(err)?;
-                self.audit("person.add", format!("person {}", person.id), email.to_string()).await?;
+                self.audit(
+                    "person.add",
+                    format!("person {}", person.id),
+                    email.to_string(),
+                )
+                .await?;
                 println!("created person {} {}", person.id, person.email);
                 if let Some((s, true)) = secret {
                     println!("secret-id: {}", s.expose());
@@ -394,19 +474,45 @@ impl Admin {
                     Some(s) => (Secret::new(s.clone()), false),
                     None => (generate_secret(SECRET_LEN), true),
                 };
-                self.store.set_person_secret_id(person.id, &hash_secret(&secret)).await.map_err(err)?;
-                self.audit("person.set-secret-id", format!("person {}", person.id), String::new()).await?;
+                self.store
+                    .set_person_secret_id(person.id, &hash_secret(&secret))
+                    .await
+                    .map_err(err)?;
+                self.audit(
+                    "person.set-secret-id",
+                    format!("person {}", person.id),
+                    String::new(),
+                )
+                .await?;
                 println!("secret ID set for {}", person.email);
                 if generated {
                     println!("secret-id: {}", secret.expose());
                 }
             }
             PersonCmd::List => {
-                println!("{:<4} {:<5} {:<6} {:<36} {:<32} SECRET-ID", "ID", "ORG", "DEPT", "EMAIL", "NAME");
+                println!(
+                    "{:<4} {:<5} {:<6} {:<36} {:<32} SECRET-ID",
+                    "ID", "ORG", "DEPT", "EMAIL", "NAME"
+                );
                 for p in self.store.persons().await.map_err(err)? {
-                    let dept = p.department_id.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
-                    let has = if p.secret_id_hash.is_some() { "set" } else { "-" };
-                    println!("{:<4} {:<5} {:<6} {:<36} {:<32} {}", p.id, p.organisation_id, dept, p.email, p.full_name(), has);
+                    let dept = p
+                        .department_id
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "-".into());
+                    let has = if p.secret_id_hash.is_some() {
+                        "set"
+                    } else {
+                        "-"
+                    };
+                    println!(
+                        "{:<4} {:<5} {:<6} {:<36} {:<32} {}",
+                        p.id,
+                        p.organisation_id,
+                        dept,
+                        p.email,
+                        p.full_name(),
+                        has
+                    );
                 }
             }
         }
@@ -415,16 +521,32 @@ impl Admin {
 
     async fn profile(&self, c: &ProfileCmd) -> Result<(), CliError> {
         match c {
-            ProfileCmd::Add { name, subject, key_types, default_key_type, terms, default_term, requires_approval } => {
-                let subject_source = SubjectSource::parse(subject)
-                    .ok_or_else(|| CliError(format!("--subject must be person or device, not {subject:?}")))?;
+            ProfileCmd::Add {
+                name,
+                subject,
+                key_types,
+                default_key_type,
+                terms,
+                default_term,
+                requires_approval,
+            } => {
+                let subject_source = SubjectSource::parse(subject).ok_or_else(|| {
+                    CliError(format!(
+                        "--subject must be person or device, not {subject:?}"
+                    ))
+                })?;
                 let key_types = parse_list(key_types, "key type", KeyType::parse)?;
                 let default_key_type = match default_key_type {
-                    Some(k) => KeyType::parse(k).ok_or_else(|| CliError(format!("unknown key type {k:?}")))?,
-                    None => *key_types.first().ok_or_else(|| CliError("no key type".into()))?,
+                    Some(k) => KeyType::parse(k)
+                        .ok_or_else(|| CliError(format!("unknown key type {k:?}")))?,
+                    None => *key_types
+                        .first()
+                        .ok_or_else(|| CliError("no key type".into()))?,
                 };
                 if !key_types.contains(&default_key_type) {
-                    return Err(CliError("the default key type must be one of --key-types".into()));
+                    return Err(CliError(
+                        "the default key type must be one of --key-types".into(),
+                    ));
                 }
                 if terms.is_empty() || terms.iter().any(|t| *t == 0 || *t > 10) {
                     return Err(CliError("terms are whole years from 1 to 10".into()));
@@ -446,14 +568,23 @@ impl Admin {
                     })
                     .await
                     .map_err(err)?;
-                self.audit("profile.add", format!("profile {}", p.id), name.clone()).await?;
+                self.audit("profile.add", format!("profile {}", p.id), name.clone())
+                    .await?;
                 println!("created profile {} {:?}", p.id, p.name);
             }
             ProfileCmd::List => {
-                println!("{:<4} {:<24} {:<8} {:<40} {:<8} APPROVAL", "ID", "NAME", "SUBJECT", "KEY TYPES (default first)", "TERMS");
+                println!(
+                    "{:<4} {:<24} {:<8} {:<40} {:<8} APPROVAL",
+                    "ID", "NAME", "SUBJECT", "KEY TYPES (default first)", "TERMS"
+                );
                 for p in self.store.profiles().await.map_err(err)? {
                     let mut keys = vec![p.default_key_type.as_str()];
-                    keys.extend(p.key_types.iter().map(|k| k.as_str()).filter(|k| *k != p.default_key_type.as_str()));
+                    keys.extend(
+                        p.key_types
+                            .iter()
+                            .map(|k| k.as_str())
+                            .filter(|k| *k != p.default_key_type.as_str()),
+                    );
                     let terms: Vec<String> = p.terms_years.iter().map(|t| t.to_string()).collect();
                     println!(
                         "{:<4} {:<24} {:<8} {:<40} {:<8} {}",
@@ -472,7 +603,15 @@ impl Admin {
 
     async fn endpoint(&self, c: &EndpointCmd) -> Result<(), CliError> {
         match c {
-            EndpointCmd::Add { name, org, auth, help_link_text, help_link_target, help_text, eula_text } => {
+            EndpointCmd::Add {
+                name,
+                org,
+                auth,
+                help_link_text,
+                help_link_target,
+                help_text,
+                eula_text,
+            } => {
                 let org = self.store.organisation_by_name(org).await.map_err(err)?;
                 let auth_types = parse_list(auth, "authentication type", AuthType::parse)?;
                 let e = self
@@ -489,15 +628,26 @@ impl Admin {
                     })
                     .await
                     .map_err(err)?;
-                self.audit("endpoint.add", format!("endpoint {}", e.id), name.clone()).await?;
+                self.audit("endpoint.add", format!("endpoint {}", e.id), name.clone())
+                    .await?;
                 println!("created endpoint {} {:?}", e.id, e.name);
                 println!("uri-extension: {}", e.uri_extension);
             }
             EndpointCmd::List => {
-                println!("{:<4} {:<5} {:<24} {:<24} AUTH", "ID", "ORG", "NAME", "URI EXTENSION");
+                println!(
+                    "{:<4} {:<5} {:<24} {:<24} AUTH",
+                    "ID", "ORG", "NAME", "URI EXTENSION"
+                );
                 for e in self.store.endpoints().await.map_err(err)? {
                     let auth: Vec<&str> = e.auth_types.iter().map(|a| a.as_str()).collect();
-                    println!("{:<4} {:<5} {:<24} {:<24} {}", e.id, e.organisation_id, e.name, e.uri_extension, auth.join(","));
+                    println!(
+                        "{:<4} {:<5} {:<24} {:<24} {}",
+                        e.id,
+                        e.organisation_id,
+                        e.name,
+                        e.uri_extension,
+                        auth.join(",")
+                    );
                 }
             }
         }
@@ -520,19 +670,35 @@ impl Admin {
                 default,
             } => {
                 let org = self.store.organisation_by_name(org).await.map_err(err)?;
-                let endpoint = self.store.endpoint_by_name(org.id, endpoint).await.map_err(err)?;
+                let endpoint = self
+                    .store
+                    .endpoint_by_name(org.id, endpoint)
+                    .await
+                    .map_err(err)?;
                 let department_id = match dept {
-                    Some(d) => Some(self.store.department_by_name(org.id, d).await.map_err(err)?.id),
+                    Some(d) => Some(
+                        self.store
+                            .department_by_name(org.id, d)
+                            .await
+                            .map_err(err)?
+                            .id,
+                    ),
                     None => None,
                 };
                 let mut profile_ids = Vec::new();
                 for p in profiles {
                     profile_ids.push(self.store.profile_by_name(p).await.map_err(err)?.id);
                 }
-                let csr_method = CsrMethod::parse(csr_method)
-                    .ok_or_else(|| CliError(format!("--csr-method must be server, client or both, not {csr_method:?}")))?;
-                let authorization = Authorization::parse(authorization)
-                    .ok_or_else(|| CliError(format!("--authorization must be access-code or none, not {authorization:?}")))?;
+                let csr_method = CsrMethod::parse(csr_method).ok_or_else(|| {
+                    CliError(format!(
+                        "--csr-method must be server, client or both, not {csr_method:?}"
+                    ))
+                })?;
+                let authorization = Authorization::parse(authorization).ok_or_else(|| {
+                    CliError(format!(
+                        "--authorization must be access-code or none, not {authorization:?}"
+                    ))
+                })?;
                 if let Some(l) = label {
                     if !estgate_protocol::path::is_valid_label(l) {
                         return Err(CliError(format!(
@@ -543,13 +709,17 @@ impl Admin {
                 let code = match (authorization, access_code) {
                     (Authorization::AccessCode, Some(c)) => {
                         if c.len() < 8 {
-                            return Err(CliError("an access code needs at least 8 characters".into()));
+                            return Err(CliError(
+                                "an access code needs at least 8 characters".into(),
+                            ));
                         }
                         Some((Secret::new(c.clone()), false))
                     }
                     (Authorization::AccessCode, None) => Some((generate_secret(SECRET_LEN), true)),
                     (Authorization::None, Some(_)) => {
-                        return Err(CliError("--access-code needs --authorization access-code".into()))
+                        return Err(CliError(
+                            "--access-code needs --authorization access-code".into(),
+                        ))
                     }
                     (Authorization::None, None) => None,
                 };
@@ -570,8 +740,14 @@ impl Admin {
                     })
                     .await
                     .map_err(err)?;
-                self.audit("account.add", format!("account {}", a.id), name.clone()).await?;
-                println!("created account {} {:?} label {}", a.id, a.name, a.est_label.as_deref().unwrap_or("-"));
+                self.audit("account.add", format!("account {}", a.id), name.clone())
+                    .await?;
+                println!(
+                    "created account {} {:?} label {}",
+                    a.id,
+                    a.name,
+                    a.est_label.as_deref().unwrap_or("-")
+                );
                 if let Some((c, true)) = code {
                     println!("access-code: {}", c.expose());
                 }
@@ -588,17 +764,24 @@ impl Admin {
                         (None, true) => "(default)".into(),
                         (None, false) => "-".into(),
                     };
-                    let profiles: Vec<String> = a.profile_ids.iter().map(|p| p.to_string()).collect();
+                    let profiles: Vec<String> =
+                        a.profile_ids.iter().map(|p| p.to_string()).collect();
                     println!(
                         "{:<4} {:<20} {:<16} {:<5} {:<6} {:<12} {:<7} {:<9} {}",
                         a.id,
                         a.name,
                         label,
                         a.organisation_id,
-                        a.department_id.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+                        a.department_id
+                            .map(|d| d.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         a.authorization,
                         a.csr_method,
-                        if a.allow_empty_pkcs12_password { "allowed" } else { "-" },
+                        if a.allow_empty_pkcs12_password {
+                            "allowed"
+                        } else {
+                            "-"
+                        },
                         profiles.join(",")
                     );
                 }
@@ -608,7 +791,10 @@ impl Admin {
     }
 
     async fn certs(&self) -> Result<(), CliError> {
-        println!("{:<34} {:<20} {:<20} {:<8} SUBJECT", "SERIAL", "NOT BEFORE", "NOT AFTER", "STATUS");
+        println!(
+            "{:<34} {:<20} {:<20} {:<8} SUBJECT",
+            "SERIAL", "NOT BEFORE", "NOT AFTER", "STATUS"
+        );
         for c in self.store.certificates().await.map_err(err)? {
             println!(
                 "{:<34} {:<20} {:<20} {:<8} {}",

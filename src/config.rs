@@ -12,7 +12,10 @@ use crate::ca::dev::PkiFiles;
 #[non_exhaustive]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid config key `{key}`: {message}")]
@@ -79,7 +82,10 @@ pub struct Overrides {
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, message: message.into() }
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
 }
 
 impl Config {
@@ -91,8 +97,10 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut raw = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
                 toml::from_str::<RawConfig>(&text).map_err(|e| ConfigError::Parse {
                     path: p.to_path_buf(),
                     message: e.message().to_string(),
@@ -146,14 +154,33 @@ impl Config {
             return Err(invalid("data_dir", "must not be empty"));
         }
         let database_url = match raw.database_url {
-            Some(u) if u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://") => u,
-            Some(_) => return Err(invalid("database_url", "must start with sqlite: or postgres://")),
-            None => format!("sqlite://{}?mode=rwc", data_dir.join("estgate.db").display()),
+            Some(u)
+                if u.starts_with("sqlite:")
+                    || u.starts_with("postgres://")
+                    || u.starts_with("postgresql://") =>
+            {
+                u
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "database_url",
+                    "must start with sqlite: or postgres://",
+                ))
+            }
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("estgate.db").display()
+            ),
         };
         let log_format = match raw.log_format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(invalid("log_format", format!("{other:?} is neither text nor json"))),
+            other => {
+                return Err(invalid(
+                    "log_format",
+                    format!("{other:?} is neither text nor json"),
+                ))
+            }
         };
         let files = PkiFiles::in_dir(&data_dir);
         let (ca_chain, ca_key, dev_ca) = match (raw.ca_chain, raw.ca_key) {
@@ -189,7 +216,10 @@ impl Config {
 fn existing(key: &'static str, path: String) -> Result<PathBuf, ConfigError> {
     let p = PathBuf::from(path);
     if !p.is_file() {
-        return Err(invalid(key, format!("{} is not a readable file", p.display())));
+        return Err(invalid(
+            key,
+            format!("{} is not a readable file", p.display()),
+        ));
     }
     Ok(p)
 }
@@ -207,7 +237,9 @@ mod tests {
         let c = Config::load(None, no_env, &Overrides::default()).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8443");
         assert_eq!(c.public_url, "https://localhost:8443");
-        assert!(c.database_url.starts_with("sqlite://./estgate-data/estgate.db"));
+        assert!(c
+            .database_url
+            .starts_with("sqlite://./estgate-data/estgate.db"));
         assert!(c.dev_ca && c.dev_tls);
     }
 
@@ -215,9 +247,16 @@ mod tests {
     fn environment_overrides_file_and_flags_override_environment() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("estgate.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nlog_format = \"text\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nlog_format = \"text\"\n",
+        )
+        .unwrap();
         let env = |k: &str| (k == "ESTGATE_LOG_FORMAT").then(|| "json".to_string());
-        let o = Overrides { listen: Some("127.0.0.1:9100".into()), ..Default::default() };
+        let o = Overrides {
+            listen: Some("127.0.0.1:9100".into()),
+            ..Default::default()
+        };
         let c = Config::load(Some(&file), env, &o).unwrap();
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.listen.port(), 9100);
@@ -235,7 +274,10 @@ mod tests {
         for (var, value, key) in cases {
             let env = |k: &str| (k == var).then(|| value.to_string());
             let err = Config::load(None, env, &Overrides::default()).unwrap_err();
-            assert!(err.to_string().contains(&format!("`{key}`")), "{var}: {err}");
+            assert!(
+                err.to_string().contains(&format!("`{key}`")),
+                "{var}: {err}"
+            );
         }
     }
 

@@ -39,12 +39,21 @@ fn missing<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
 pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo, StoreError> {
     let org = match missing(store.organisation_by_name(ORG).await)? {
         Some(o) => o,
-        None => store.create_organisation(ORG, &[DOMAIN.to_string()], now).await?,
+        None => {
+            store
+                .create_organisation(ORG, &[DOMAIN.to_string()], now)
+                .await?
+        }
     };
-    let email = EmailAddress::parse(PERSON).ok_or_else(|| StoreError::Corrupt("demo email".into()))?;
+    let email =
+        EmailAddress::parse(PERSON).ok_or_else(|| StoreError::Corrupt("demo email".into()))?;
     let secret_id = generate_secret(SECRET_LEN);
     match store.person_by_email(&email).await? {
-        Some(p) => store.set_person_secret_id(p.id, &hash_secret(&secret_id)).await?,
+        Some(p) => {
+            store
+                .set_person_secret_id(p.id, &hash_secret(&secret_id))
+                .await?
+        }
         None => {
             store
                 .create_person(
@@ -62,7 +71,13 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
                 .await?;
         }
     }
-    let all = [KeyType::Rsa { bits: 2048 }, KeyType::Rsa { bits: 3072 }, KeyType::Rsa { bits: 4096 }, KeyType::EcP256, KeyType::EcP384];
+    let all = [
+        KeyType::Rsa { bits: 2048 },
+        KeyType::Rsa { bits: 3072 },
+        KeyType::Rsa { bits: 4096 },
+        KeyType::EcP256,
+        KeyType::EcP384,
+    ];
     let person_profile = match missing(store.profile_by_name("person").await)? {
         Some(p) => p,
         None => {
@@ -86,7 +101,12 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
                 .create_profile(NewProfile {
                     name: "device".into(),
                     subject_source: SubjectSource::Device,
-                    key_types: vec![KeyType::EcP256, KeyType::EcP384, KeyType::Rsa { bits: 2048 }, KeyType::Rsa { bits: 3072 }],
+                    key_types: vec![
+                        KeyType::EcP256,
+                        KeyType::EcP384,
+                        KeyType::Rsa { bits: 2048 },
+                        KeyType::Rsa { bits: 3072 },
+                    ],
                     default_key_type: KeyType::EcP256,
                     terms_years: vec![1, 2],
                     default_term_years: 1,
@@ -95,7 +115,11 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
                 .await?
         }
     };
-    let endpoint = match missing(store.endpoint_by_name(org.id, "Example self-enrollment").await)? {
+    let endpoint = match missing(
+        store
+            .endpoint_by_name(org.id, "Example self-enrollment")
+            .await,
+    )? {
         Some(e) => e,
         None => {
             store
@@ -107,7 +131,8 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
                     help_link_text: "IT service desk".into(),
                     help_link_target: "https://example.org/help".into(),
                     help_text: "Certificates for staff and devices of Example Organisation.".into(),
-                    eula_text: "You will keep your private key and its passphrase to yourself.".into(),
+                    eula_text: "You will keep your private key and its passphrase to yourself."
+                        .into(),
                 })
                 .await?
         }
@@ -131,7 +156,11 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
     }
     let access_code = generate_secret(SECRET_LEN);
     match store.account_by_label("devices").await? {
-        Some(a) => store.set_account_access_code(a.id, &hash_secret(&access_code)).await?,
+        Some(a) => {
+            store
+                .set_account_access_code(a.id, &hash_secret(&access_code))
+                .await?
+        }
         None => {
             store
                 .create_account(NewAccount {
@@ -164,8 +193,16 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
     Ok(Demo {
         enroll_url: format!("{}/enroll/{}", config.public_url, endpoint.uri_extension),
         accounts: vec![
-            DemoAccount { label: "staff".into(), username: PERSON.into(), password: secret_id.expose().into() },
-            DemoAccount { label: "devices".into(), username: DEVICE.into(), password: access_code.expose().into() },
+            DemoAccount {
+                label: "staff".into(),
+                username: PERSON.into(),
+                password: secret_id.expose().into(),
+            },
+            DemoAccount {
+                label: "devices".into(),
+                username: DEVICE.into(),
+                password: access_code.expose().into(),
+            },
         ],
     })
 }
@@ -193,7 +230,11 @@ impl Demo {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let _ = std::fs::remove_file(path);
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
         f.write_all(self.to_toml().as_bytes())
     }
 
@@ -201,9 +242,13 @@ impl Demo {
     pub fn instructions(&self, config: &Config) -> String {
         let base = &config.public_url;
         let ca = config.trust_anchor.display();
-        let mut s = String::from("\nDemo data is ready. Secrets (also in demo-credentials.toml):\n");
+        let mut s =
+            String::from("\nDemo data is ready. Secrets (also in demo-credentials.toml):\n");
         for a in &self.accounts {
-            s.push_str(&format!("  label {:<8} user {:<24} password {}\n", a.label, a.username, a.password));
+            s.push_str(&format!(
+                "  label {:<8} user {:<24} password {}\n",
+                a.label, a.username, a.password
+            ));
         }
         let staff = &self.accounts[0];
         let dev = &self.accounts[1];

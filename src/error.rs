@@ -18,14 +18,20 @@ pub enum ErrorKind {
     AlreadyUsed,
     Expired,
     /// Accepted, come back later (approval, email confirmation).
-    Pending { retry_after: u64 },
+    Pending {
+        retry_after: u64,
+    },
     /// Too many failed attempts.
-    RateLimited { retry_after: u64 },
+    RateLimited {
+        retry_after: u64,
+    },
     UnsupportedMediaType,
     PayloadTooLarge,
     NotImplemented,
     /// Overloaded or a dependency is down.
-    Unavailable { retry_after: u64 },
+    Unavailable {
+        retry_after: u64,
+    },
     Internal,
 }
 
@@ -38,7 +44,10 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into() }
+        Error {
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn malformed(m: impl Into<String>) -> Error {

@@ -12,7 +12,9 @@ use estgate::domain::{Clock, SystemClock};
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ESTGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -25,15 +27,22 @@ async fn serve(cli: &Cli, args: &cli::ServeArgs) -> Result<(), String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let demo = if args.demo {
         estgate::app::prepare_files(&config, clock.now()).map_err(|e| e.to_string())?;
-        let store = estgate::app::open_store(&config).await.map_err(|e| e.to_string())?;
-        let demo = estgate::demo::seed(&store, &config, clock.now()).await.map_err(|e| e.to_string())?;
+        let store = estgate::app::open_store(&config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let demo = estgate::demo::seed(&store, &config, clock.now())
+            .await
+            .map_err(|e| e.to_string())?;
         let path = config.data_dir.join("demo-credentials.toml");
-        demo.write(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        demo.write(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Some(demo)
     } else {
         None
     };
-    let running = estgate::app::start(&config, clock).await.map_err(|e| e.to_string())?;
+    let running = estgate::app::start(&config, clock)
+        .await
+        .map_err(|e| e.to_string())?;
     println!("estgate listening on https://{}", running.addr);
     println!("trust anchor: {}", config.trust_anchor.display());
     println!("EST base: {}/.well-known/est/", config.public_url);

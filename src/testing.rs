@@ -31,12 +31,17 @@ impl Clock for FakeClock {
 /// `ESTGATE_TEST_DATABASE_URL`, else an SQLite file in `dir`.
 pub async fn database_url(dir: &std::path::Path) -> Result<String, String> {
     let Ok(base) = std::env::var("ESTGATE_TEST_DATABASE_URL") else {
-        return Ok(format!("sqlite://{}?mode=rwc", dir.join("test.db").display()));
+        return Ok(format!(
+            "sqlite://{}?mode=rwc",
+            dir.join("test.db").display()
+        ));
     };
     use sea_orm::{ConnectionTrait, Database};
     let name = format!(
         "estgate_t_{}",
-        crate::domain::generate_secret(12).expose().to_ascii_lowercase()
+        crate::domain::generate_secret(12)
+            .expose()
+            .to_ascii_lowercase()
     );
     let db = Database::connect(&base).await.map_err(|e| e.to_string())?;
     db.execute_unprepared(&format!("CREATE DATABASE {name}"))

@@ -113,8 +113,13 @@ impl Connection {
         tcp.set_nodelay(true)?;
         let name = ServerName::try_from(server_name.to_string())
             .map_err(|e| Error::Http(format!("server name: {e}")))?;
-        let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
-        Ok(Connection { stream: BufReader::new(tls), host: format!("{server_name}:{}", addr.port()) })
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await?;
+        Ok(Connection {
+            stream: BufReader::new(tls),
+            host: format!("{server_name}:{}", addr.port()),
+        })
     }
 
     pub fn negotiated_version(&self) -> Option<rustls::ProtocolVersion> {
@@ -122,7 +127,12 @@ impl Connection {
     }
 
     pub fn alpn_protocol(&self) -> Option<Vec<u8>> {
-        self.stream.get_ref().get_ref().1.alpn_protocol().map(|p| p.to_vec())
+        self.stream
+            .get_ref()
+            .get_ref()
+            .1
+            .alpn_protocol()
+            .map(|p| p.to_vec())
     }
 
     /// Writes `request` as given and reads one response.
@@ -175,15 +185,27 @@ pub async fn read_response<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Respons
         if l.is_empty() {
             break;
         }
-        let (n, v) = l.split_once(':').ok_or_else(|| Error::Http(format!("bad header {l:?}")))?;
+        let (n, v) = l
+            .split_once(':')
+            .ok_or_else(|| Error::Http(format!("bad header {l:?}")))?;
         headers.push((n.to_string(), v.trim().to_string()));
     }
-    let mut resp = Response { status, status_line, headers, body: Vec::new() };
+    let mut resp = Response {
+        status,
+        status_line,
+        headers,
+        body: Vec::new(),
+    };
     if let Some(len) = resp.header("content-length") {
-        let len: usize = len.parse().map_err(|_| Error::Http("bad Content-Length".into()))?;
+        let len: usize = len
+            .parse()
+            .map_err(|_| Error::Http("bad Content-Length".into()))?;
         resp.body = vec![0; len];
         r.read_exact(&mut resp.body).await?;
-    } else if resp.header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+    } else if resp
+        .header("transfer-encoding")
+        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+    {
         loop {
             line.clear();
             r.read_line(&mut line).await?;
@@ -205,7 +227,10 @@ pub async fn read_response<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Respons
 }
 
 pub fn basic_auth(user: &str, password: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
 }
 
 /// `n` CSRs (DER) with CN and one dNSName = `cn`, each with its PKCS#8 key PEM.
@@ -216,9 +241,18 @@ pub fn make_csrs(key_type: &str, cn: &str, n: usize) -> Result<Vec<(Vec<u8>, Str
             let key = match key_type {
                 "ec-p256" => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
                 "ec-p384" => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
-                "rsa-2048" => rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048),
-                "rsa-3072" => rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_3072),
-                "rsa-4096" => rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_4096),
+                "rsa-2048" => rcgen::KeyPair::generate_rsa_for(
+                    &rcgen::PKCS_RSA_SHA256,
+                    rcgen::RsaKeySize::_2048,
+                ),
+                "rsa-3072" => rcgen::KeyPair::generate_rsa_for(
+                    &rcgen::PKCS_RSA_SHA256,
+                    rcgen::RsaKeySize::_3072,
+                ),
+                "rsa-4096" => rcgen::KeyPair::generate_rsa_for(
+                    &rcgen::PKCS_RSA_SHA256,
+                    rcgen::RsaKeySize::_4096,
+                ),
                 other => return Err(Error::Keygen(format!("unknown key type {other:?}"))),
             }
             .map_err(err)?;
@@ -256,7 +290,10 @@ HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\
 
     #[test]
     fn basic_auth_vector() {
-        assert_eq!(basic_auth("Aladdin", "open sesame"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(
+            basic_auth("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
     }
 
     #[test]

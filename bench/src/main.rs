@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use estgate_protocol::transfer;
 use estgate_bench::{basic_auth, client_config, make_csrs, Connection, TlsOptions, TlsVersion};
+use estgate_protocol::transfer;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Mode {
@@ -18,7 +18,10 @@ enum Mode {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "estgate-bench", about = "Load generator for EST simpleenroll: requests/s and latency percentiles")]
+#[command(
+    name = "estgate-bench",
+    about = "Load generator for EST simpleenroll: requests/s and latency percentiles"
+)]
 struct Args {
     /// Full EST URL, e.g. https://127.0.0.1:8443/.well-known/est/devices/simpleenroll
     #[arg(long)]
@@ -61,19 +64,34 @@ struct Target {
 }
 
 fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = url.strip_prefix("https://").ok_or("the URL must start with https://")?;
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or("the URL must start with https://")?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, p.parse::<u16>().map_err(|_| "bad port")?),
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+            (h, p.parse::<u16>().map_err(|_| "bad port")?)
+        }
         _ => (authority, 443),
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let addr = (host.as_str(), port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .next()
         .ok_or("no address")?;
-    Ok(Target { addr, host, path: if path.is_empty() { "/".into() } else { path.into() } })
+    Ok(Target {
+        addr,
+        host,
+        path: if path.is_empty() {
+            "/".into()
+        } else {
+            path.into()
+        },
+    })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -95,8 +113,13 @@ async fn main() -> Result<(), String> {
         Some(other) => return Err(format!("--tls must be 1.2 or 1.3, not {other}")),
     };
     let roots_pem = std::fs::read(&args.ca).map_err(|e| format!("{}: {e}", args.ca.display()))?;
-    let config = client_config(&TlsOptions { roots_pem, client_cert: None, version, alpn_h2: false })
-        .map_err(|e| e.to_string())?;
+    let config = client_config(&TlsOptions {
+        roots_pem,
+        client_cert: None,
+        version,
+        alpn_h2: false,
+    })
+    .map_err(|e| e.to_string())?;
     let pool = args.requests.clamp(1, 64);
     eprintln!("making {pool} {} CSRs…", args.key_type);
     let bodies: Arc<Vec<String>> = Arc::new(
@@ -112,7 +135,13 @@ async fn main() -> Result<(), String> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let (target, bodies, auth, next, config) = (target.clone(), bodies.clone(), auth.clone(), next.clone(), config.clone());
+        let (target, bodies, auth, next, config) = (
+            target.clone(),
+            bodies.clone(),
+            auth.clone(),
+            next.clone(),
+            config.clone(),
+        );
         let (mode, total) = (args.mode, args.requests);
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -140,7 +169,10 @@ async fn main() -> Result<(), String> {
                     ("Authorization", auth.as_str()),
                     ("User-Agent", "estgate-bench"),
                 ];
-                match c.request("POST", &target.path, &headers, body.as_bytes()).await {
+                match c
+                    .request("POST", &target.path, &headers, body.as_bytes())
+                    .await
+                {
                     Ok(r) if r.status == 200 => lat.push(t.elapsed()),
                     Ok(r) => {
                         errors.push(format!("HTTP {}: {}", r.status, r.body_text().trim()));

@@ -180,8 +180,17 @@ impl MigrationTrait for Migration {
             Table::create()
                 .table(Organisation::Table)
                 .col(id(Organisation::Id))
-                .col(ColumnDef::new(Organisation::Name).string().not_null().unique_key())
-                .col(ColumnDef::new(Organisation::CreatedAt).big_integer().not_null())
+                .col(
+                    ColumnDef::new(Organisation::Name)
+                        .string()
+                        .not_null()
+                        .unique_key(),
+                )
+                .col(
+                    ColumnDef::new(Organisation::CreatedAt)
+                        .big_integer()
+                        .not_null(),
+                )
                 .to_owned(),
         )
         .await?;
@@ -189,8 +198,17 @@ impl MigrationTrait for Migration {
             Table::create()
                 .table(Domain::Table)
                 .col(id(Domain::Id))
-                .col(ColumnDef::new(Domain::OrganisationId).big_integer().not_null())
-                .col(ColumnDef::new(Domain::Name).string().not_null().unique_key())
+                .col(
+                    ColumnDef::new(Domain::OrganisationId)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Domain::Name)
+                        .string()
+                        .not_null()
+                        .unique_key(),
+                )
                 .col(ColumnDef::new(Domain::Verified).boolean().not_null())
                 .foreign_key(&mut fk(
                     "fk_domain_org",
@@ -204,7 +222,11 @@ impl MigrationTrait for Migration {
             Table::create()
                 .table(Department::Table)
                 .col(id(Department::Id))
-                .col(ColumnDef::new(Department::OrganisationId).big_integer().not_null())
+                .col(
+                    ColumnDef::new(Department::OrganisationId)
+                        .big_integer()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Department::Name).string().not_null())
                 .foreign_key(&mut fk(
                     "fk_department_org",
@@ -225,9 +247,18 @@ impl MigrationTrait for Migration {
             Table::create()
                 .table(Person::Table)
                 .col(id(Person::Id))
-                .col(ColumnDef::new(Person::OrganisationId).big_integer().not_null())
+                .col(
+                    ColumnDef::new(Person::OrganisationId)
+                        .big_integer()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Person::DepartmentId).big_integer().null())
-                .col(ColumnDef::new(Person::Email).string().not_null().unique_key())
+                .col(
+                    ColumnDef::new(Person::Email)
+                        .string()
+                        .not_null()
+                        .unique_key(),
+                )
                 .col(ColumnDef::new(Person::FirstName).string().not_null())
                 .col(ColumnDef::new(Person::MiddleName).string().not_null())
                 .col(ColumnDef::new(Person::LastName).string().not_null())
@@ -250,13 +281,26 @@ impl MigrationTrait for Migration {
             Table::create()
                 .table(Profile::Table)
                 .col(id(Profile::Id))
-                .col(ColumnDef::new(Profile::Name).string().not_null().unique_key())
+                .col(
+                    ColumnDef::new(Profile::Name)
+                        .string()
+                        .not_null()
+                        .unique_key(),
+                )
                 .col(ColumnDef::new(Profile::SubjectSource).string().not_null())
                 .col(ColumnDef::new(Profile::KeyTypes).string().not_null())
                 .col(ColumnDef::new(Profile::DefaultKeyType).string().not_null())
                 .col(ColumnDef::new(Profile::TermsYears).string().not_null())
-                .col(ColumnDef::new(Profile::DefaultTermYears).integer().not_null())
-                .col(ColumnDef::new(Profile::RequiresApproval).boolean().not_null())
+                .col(
+                    ColumnDef::new(Profile::DefaultTermYears)
+                        .integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Profile::RequiresApproval)
+                        .boolean()
+                        .not_null(),
+                )
                 .to_owned(),
         )
         .await?;
@@ -264,9 +308,18 @@ impl MigrationTrait for Migration {
             Table::create()
                 .table(Endpoint::Table)
                 .col(id(Endpoint::Id))
-                .col(ColumnDef::new(Endpoint::OrganisationId).big_integer().not_null())
+                .col(
+                    ColumnDef::new(Endpoint::OrganisationId)
+                        .big_integer()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Endpoint::Name).string().not_null())
-                .col(ColumnDef::new(Endpoint::UriExtension).string().not_null().unique_key())
+                .col(
+                    ColumnDef::new(Endpoint::UriExtension)
+                        .string()
+                        .not_null()
+                        .unique_key(),
+                )
                 .col(ColumnDef::new(Endpoint::AuthTypes).string().not_null())
                 .col(ColumnDef::new(Endpoint::HelpLinkText).string().not_null())
                 .col(ColumnDef::new(Endpoint::HelpLinkTarget).string().not_null())
@@ -285,14 +338,27 @@ impl MigrationTrait for Migration {
                 .table(Account::Table)
                 .col(id(Account::Id))
                 .col(ColumnDef::new(Account::EndpointId).big_integer().not_null())
-                .col(ColumnDef::new(Account::OrganisationId).big_integer().not_null())
+                .col(
+                    ColumnDef::new(Account::OrganisationId)
+                        .big_integer()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Account::DepartmentId).big_integer().null())
                 .col(ColumnDef::new(Account::Name).string().not_null())
                 .col(ColumnDef::new(Account::CsrMethod).string().not_null())
-                .col(ColumnDef::new(Account::AllowEmptyPkcs12Password).boolean().not_null())
+                .col(
+                    ColumnDef::new(Account::AllowEmptyPkcs12Password)
+                        .boolean()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Account::Authorization).string().not_null())
                 .col(ColumnDef::new(Account::AccessCodeHash).string().null())
-                .col(ColumnDef::new(Account::EstLabel).string().null().unique_key())
+                .col(
+                    ColumnDef::new(Account::EstLabel)
+                        .string()
+                        .null()
+                        .unique_key(),
+                )
                 .col(ColumnDef::new(Account::IsDefault).boolean().not_null())
                 .foreign_key(&mut fk(
                     "fk_account_endpoint",
@@ -315,9 +381,21 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(AccountProfile::Table)
-                .col(ColumnDef::new(AccountProfile::AccountId).big_integer().not_null())
-                .col(ColumnDef::new(AccountProfile::ProfileId).big_integer().not_null())
-                .col(ColumnDef::new(AccountProfile::Position).integer().not_null())
+                .col(
+                    ColumnDef::new(AccountProfile::AccountId)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(AccountProfile::ProfileId)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(AccountProfile::Position)
+                        .integer()
+                        .not_null(),
+                )
                 .primary_key(
                     Index::create()
                         .col(AccountProfile::AccountId)
@@ -340,8 +418,16 @@ impl MigrationTrait for Migration {
             Table::create()
                 .table(CertOrder::Table)
                 .col(id(CertOrder::Id))
-                .col(ColumnDef::new(CertOrder::AccountId).big_integer().not_null())
-                .col(ColumnDef::new(CertOrder::ProfileId).big_integer().not_null())
+                .col(
+                    ColumnDef::new(CertOrder::AccountId)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(CertOrder::ProfileId)
+                        .big_integer()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(CertOrder::PersonId).big_integer().null())
                 .col(ColumnDef::new(CertOrder::Requester).string().not_null())
                 .col(ColumnDef::new(CertOrder::KeyType).string().not_null())
@@ -350,9 +436,22 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(CertOrder::Status).string().not_null())
                 // Reserving the serial on the order (unique) is the intent record: a crash
                 // after signing leaves an order in `signing`, never an unrecorded certificate.
-                .col(ColumnDef::new(CertOrder::Serial).string().null().unique_key())
-                .col(ColumnDef::new(CertOrder::CreatedAt).big_integer().not_null())
-                .col(ColumnDef::new(CertOrder::UpdatedAt).big_integer().not_null())
+                .col(
+                    ColumnDef::new(CertOrder::Serial)
+                        .string()
+                        .null()
+                        .unique_key(),
+                )
+                .col(
+                    ColumnDef::new(CertOrder::CreatedAt)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(CertOrder::UpdatedAt)
+                        .big_integer()
+                        .not_null(),
+                )
                 .foreign_key(&mut fk(
                     "fk_order_account",
                     (CertOrder::Table, CertOrder::AccountId),
@@ -375,16 +474,42 @@ impl MigrationTrait for Migration {
             Table::create()
                 .table(Certificate::Table)
                 .col(id(Certificate::Id))
-                .col(ColumnDef::new(Certificate::OrderId).big_integer().not_null())
-                .col(ColumnDef::new(Certificate::Serial).string().not_null().unique_key())
+                .col(
+                    ColumnDef::new(Certificate::OrderId)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Certificate::Serial)
+                        .string()
+                        .not_null()
+                        .unique_key(),
+                )
                 .col(ColumnDef::new(Certificate::Subject).string().not_null())
-                .col(ColumnDef::new(Certificate::NotBefore).big_integer().not_null())
-                .col(ColumnDef::new(Certificate::NotAfter).big_integer().not_null())
+                .col(
+                    ColumnDef::new(Certificate::NotBefore)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Certificate::NotAfter)
+                        .big_integer()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Certificate::Der).binary().not_null())
-                .col(ColumnDef::new(Certificate::Sha256).string().not_null().unique_key())
+                .col(
+                    ColumnDef::new(Certificate::Sha256)
+                        .string()
+                        .not_null()
+                        .unique_key(),
+                )
                 .col(ColumnDef::new(Certificate::Status).string().not_null())
                 .col(ColumnDef::new(Certificate::RevokedAt).big_integer().null())
-                .col(ColumnDef::new(Certificate::RevocationReason).string().null())
+                .col(
+                    ColumnDef::new(Certificate::RevocationReason)
+                        .string()
+                        .null(),
+                )
                 .foreign_key(&mut fk(
                     "fk_certificate_order",
                     (Certificate::Table, Certificate::OrderId),
@@ -410,7 +535,11 @@ impl MigrationTrait for Migration {
             Table::create()
                 .table(AuthFailure::Table)
                 .col(id(AuthFailure::Id))
-                .col(ColumnDef::new(AuthFailure::AccountId).big_integer().not_null())
+                .col(
+                    ColumnDef::new(AuthFailure::AccountId)
+                        .big_integer()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(AuthFailure::Username).string().not_null())
                 .col(ColumnDef::new(AuthFailure::At).big_integer().not_null())
                 .to_owned(),

@@ -61,7 +61,9 @@ pub fn read(input: &[u8]) -> Result<(u8, &[u8], &[u8]), Error> {
 pub fn expect(input: &[u8], want: u8) -> Result<(&[u8], &[u8]), Error> {
     let (tag, content, rest) = read(input)?;
     if tag != want {
-        return Err(Error::Der(format!("expected tag {want:#04x}, found {tag:#04x}")));
+        return Err(Error::Der(format!(
+            "expected tag {want:#04x}, found {tag:#04x}"
+        )));
     }
     Ok((content, rest))
 }

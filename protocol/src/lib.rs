@@ -3,8 +3,8 @@
 //! PKCS#7, CSR attributes and multipart bodies.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-mod der;
 pub mod csrattrs;
+mod der;
 pub mod media;
 pub mod multipart;
 pub mod path;

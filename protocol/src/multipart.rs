@@ -22,7 +22,10 @@ pub fn encode(parts: &[Part<'_>], boundary: &str, wrap: Wrap) -> (String, Vec<u8
         }
     }
     body.push_str(&format!("--{boundary}--\r\n"));
-    (format!("multipart/mixed; boundary={boundary}"), body.into_bytes())
+    (
+        format!("multipart/mixed; boundary={boundary}"),
+        body.into_bytes(),
+    )
 }
 
 #[cfg(test)]
@@ -33,8 +36,14 @@ mod tests {
     fn two_parts_in_order() {
         let (ct, body) = encode(
             &[
-                Part { content_type: "application/pkcs8", body_der: b"key" },
-                Part { content_type: "application/pkcs7-mime; smime-type=certs-only", body_der: b"cert" },
+                Part {
+                    content_type: "application/pkcs8",
+                    body_der: b"key",
+                },
+                Part {
+                    content_type: "application/pkcs7-mime; smime-type=certs-only",
+                    body_der: b"cert",
+                },
             ],
             "estgateBoundary",
             Wrap::Columns64,

@@ -25,7 +25,10 @@ impl Operation {
     }
 
     pub fn as_str(self) -> &'static str {
-        ALL.iter().find(|(o, _)| *o == self).map(|(_, s)| *s).unwrap_or("")
+        ALL.iter()
+            .find(|(o, _)| *o == self)
+            .map(|(_, s)| *s)
+            .unwrap_or("")
     }
 }
 
@@ -33,7 +36,9 @@ impl Operation {
 /// is unambiguously one or the other.
 pub fn is_valid_label(label: &str) -> bool {
     (1..=64).contains(&label.len())
-        && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && Operation::parse(label).is_none()
 }
 
@@ -55,7 +60,15 @@ mod tests {
         for ok in ["staff", "devices-01", "a", &"x".repeat(64)] {
             assert!(is_valid_label(ok), "{ok}");
         }
-        for bad in ["", "Staff", "a/b", "a_b", &"x".repeat(65), "simpleenroll", "cacerts"] {
+        for bad in [
+            "",
+            "Staff",
+            "a/b",
+            "a_b",
+            &"x".repeat(65),
+            "simpleenroll",
+            "cacerts",
+        ] {
             assert!(!is_valid_label(bad), "{bad}");
         }
     }

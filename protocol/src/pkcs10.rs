@@ -3,7 +3,9 @@
 
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
-use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION};
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+};
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 
@@ -61,8 +63,12 @@ pub struct Csr {
 }
 
 /// 1.2.840.113549.1.9.16.2.37 and .54, as OID content bytes.
-const DECRYPT_KEY_ID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x02, 0x25];
-const ASYM_DECRYPT_KEY_ID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x02, 0x36];
+const DECRYPT_KEY_ID: &[u8] = &[
+    0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x02, 0x25,
+];
+const ASYM_DECRYPT_KEY_ID: &[u8] = &[
+    0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x02, 0x36,
+];
 
 pub fn parse(der: &[u8]) -> Result<Csr, Error> {
     let (rest, csr) =
@@ -74,7 +80,9 @@ pub fn parse(der: &[u8]) -> Result<Csr, Error> {
     let spki = &info.subject_pki;
     let key = if spki.algorithm.algorithm == OID_PKCS1_RSAENCRYPTION {
         match spki.parsed() {
-            Ok(PublicKey::RSA(rsa)) => KeyAlgorithm::Rsa { bits: rsa.key_size() as u32 },
+            Ok(PublicKey::RSA(rsa)) => KeyAlgorithm::Rsa {
+                bits: rsa.key_size() as u32,
+            },
             _ => return Err(Error::Der("malformed RSA public key".into())),
         }
     } else if spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
@@ -92,7 +100,10 @@ pub fn parse(der: &[u8]) -> Result<Csr, Error> {
             return Err(Error::UnsupportedKey(format!("EC curve {curve}")));
         }
     } else {
-        return Err(Error::UnsupportedKey(format!("algorithm {}", spki.algorithm.algorithm)));
+        return Err(Error::UnsupportedKey(format!(
+            "algorithm {}",
+            spki.algorithm.algorithm
+        )));
     };
     csr.verify_signature().map_err(|e| match e {
         x509_parser::error::X509Error::SignatureUnsupportedAlgorithm => {
@@ -151,7 +162,8 @@ mod tests {
             rcgen::KeyPair::generate_for(alg).unwrap()
         };
         let mut p = rcgen::CertificateParams::new(vec!["dev.example.org".into()]).unwrap();
-        p.distinguished_name.push(rcgen::DnType::CommonName, "dev.example.org");
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "dev.example.org");
         p.serialize_request(&key).unwrap().der().to_vec()
     }
 
@@ -160,7 +172,11 @@ mod tests {
         for (alg, rsa, want) in [
             (&rcgen::PKCS_ECDSA_P256_SHA256, false, KeyAlgorithm::EcP256),
             (&rcgen::PKCS_ECDSA_P384_SHA384, false, KeyAlgorithm::EcP384),
-            (&rcgen::PKCS_RSA_SHA256, true, KeyAlgorithm::Rsa { bits: 2048 }),
+            (
+                &rcgen::PKCS_RSA_SHA256,
+                true,
+                KeyAlgorithm::Rsa { bits: 2048 },
+            ),
         ] {
             let c = parse(&csr(alg, rsa)).unwrap();
             assert_eq!(c.key, want);
@@ -184,7 +200,11 @@ mod tests {
 
     #[test]
     fn openssl_made_vector() {
-        let der = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/csr-ec-p256.der")).unwrap();
+        let der = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/csr-ec-p256.der"
+        ))
+        .unwrap();
         let c = parse(&der).unwrap();
         assert_eq!(c.key, KeyAlgorithm::EcP256);
         assert_eq!(c.common_name.as_deref(), Some("vector.example.org"));

@@ -5,9 +5,13 @@ use crate::der::{self, expect, seq, tlv, SEQUENCE, SET};
 use crate::Error;
 
 /// 1.2.840.113549.1.7.2
-const ID_SIGNED_DATA: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
+const ID_SIGNED_DATA: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02,
+];
 /// 1.2.840.113549.1.7.1
-const ID_DATA: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01];
+const ID_DATA: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01,
+];
 
 pub fn certs_only(certs: &[&[u8]]) -> Vec<u8> {
     let version = der::integer(1);
@@ -17,7 +21,13 @@ pub fn certs_only(certs: &[&[u8]]) -> Vec<u8> {
     // certificates in any order and clients expect ours as given (leaf or issuing CA first).
     let certificates = tlv(0xa0, &certs.concat());
     let signer_infos = tlv(SET, &[]);
-    let signed_data = seq(&[&version, &digest_algorithms, &encap, &certificates, &signer_infos]);
+    let signed_data = seq(&[
+        &version,
+        &digest_algorithms,
+        &encap,
+        &certificates,
+        &signer_infos,
+    ]);
     seq(&[ID_SIGNED_DATA, &tlv(0xa0, &signed_data)])
 }
 
@@ -64,7 +74,11 @@ mod tests {
         let b = cert("second.example");
         let p7 = certs_only(&[&a, &b]);
         assert_eq!(p7[0], 0x30);
-        let (_, content) = p7.split_at(if p7[1] & 0x80 != 0 { 2 + (p7[1] & 0x7f) as usize } else { 2 });
+        let (_, content) = p7.split_at(if p7[1] & 0x80 != 0 {
+            2 + (p7[1] & 0x7f) as usize
+        } else {
+            2
+        });
         assert_eq!(&content[..11], ID_SIGNED_DATA);
         assert_eq!(parse_certs_only(&p7).unwrap(), vec![a, b]);
         assert!(parse_certs_only(&p7[..p7.len() - 1]).is_err());
@@ -72,7 +86,11 @@ mod tests {
 
     #[test]
     fn openssl_reads_it() {
-        if std::process::Command::new("openssl").arg("version").output().is_err() {
+        if std::process::Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_err()
+        {
             eprintln!("openssl not installed: skipping the cross-check");
             return;
         }
@@ -88,8 +106,15 @@ mod tests {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("CN=first.example") || text.contains("CN = first.example"), "{text}");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("CN=first.example") || text.contains("CN = first.example"),
+            "{text}"
+        );
         assert!(text.contains("second.example"), "{text}");
         let _ = std::fs::remove_dir_all(dir);
     }

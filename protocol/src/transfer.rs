@@ -16,7 +16,11 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
 /// trailing blank lines as libest's client sends). The request's Content-Transfer-Encoding
 /// header is not consulted (RFC 8951 §3.2).
 pub fn decode_base64(body: &[u8]) -> Result<Vec<u8>, Error> {
-    let compact: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    let compact: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
     if compact.is_empty() {
         return Err(Error::Base64);
     }
@@ -58,8 +62,16 @@ mod tests {
     fn every_whitespace_variant_decodes_the_same() {
         let der = sample();
         let flat = encode_base64(&der, Wrap::Unwrapped);
-        let lf64: String = flat.as_bytes().chunks(64).map(|c| format!("{}\n", std::str::from_utf8(c).unwrap())).collect();
-        let crlf76: String = flat.as_bytes().chunks(76).map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap())).collect();
+        let lf64: String = flat
+            .as_bytes()
+            .chunks(64)
+            .map(|c| format!("{}\n", std::str::from_utf8(c).unwrap()))
+            .collect();
+        let crlf76: String = flat
+            .as_bytes()
+            .chunks(76)
+            .map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap()))
+            .collect();
         let trailing = format!("{flat}\r\n\r\n");
         let spaced = flat.chars().map(|c| format!("{c} ")).collect::<String>();
         let unpadded = flat.trim_end_matches('=').to_string();
@@ -70,7 +82,13 @@ mod tests {
 
     #[test]
     fn garbage_is_refused() {
-        for bad in ["!!!", "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n", "", "  \r\n", "QUJD$"] {
+        for bad in [
+            "!!!",
+            "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n",
+            "",
+            "  \r\n",
+            "QUJD$",
+        ] {
             assert_eq!(decode_base64(bad.as_bytes()), Err(Error::Base64), "{bad:?}");
         }
     }

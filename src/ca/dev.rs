@@ -43,10 +43,16 @@ impl PkiFiles {
 
 const YEAR: i64 = 365 * 86_400;
 
-fn ca_params(cn: &str, path_len: u8, now: UnixTime, years: i64) -> Result<CertificateParams, CaError> {
+fn ca_params(
+    cn: &str,
+    path_len: u8,
+    now: UnixTime,
+    years: i64,
+) -> Result<CertificateParams, CaError> {
     let mut p = CertificateParams::default();
     p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name.push(DnType::OrganizationName, "estgate development");
+    p.distinguished_name
+        .push(DnType::OrganizationName, "estgate development");
     p.distinguished_name.push(DnType::CommonName, cn);
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
     p.key_usages = vec![
@@ -81,9 +87,15 @@ pub fn ensure_dev_ca(files: &PkiFiles, now: UnixTime) -> Result<bool, CaError> {
     let root_issuer = Issuer::new(root_params, root_key);
     let ca_key = gen_key()?;
     let ca_params = ca_params("estgate development issuing CA", 0, now, 10)?;
-    let ca = ca_params.signed_by(&ca_key, &root_issuer).map_err(sign_err)?;
+    let ca = ca_params
+        .signed_by(&ca_key, &root_issuer)
+        .map_err(sign_err)?;
 
-    write_new(&files.root_key, root_issuer.key().serialize_pem().as_bytes(), 0o600)?;
+    write_new(
+        &files.root_key,
+        root_issuer.key().serialize_pem().as_bytes(),
+        0o600,
+    )?;
     write_new(&files.ca_key, ca_key.serialize_pem().as_bytes(), 0o600)?;
     write_new(&files.trust_anchor, root.pem().as_bytes(), 0o644)?;
     write_new(
@@ -134,7 +146,11 @@ pub fn ensure_tls_cert(
         .trim_start()
         .to_string();
     write_new(tls_key, key.serialize_pem().as_bytes(), 0o600)?;
-    write_new(tls_cert, format!("{}{}\n", cert.pem(), issuing).as_bytes(), 0o644)?;
+    write_new(
+        tls_cert,
+        format!("{}{}\n", cert.pem(), issuing).as_bytes(),
+        0o644,
+    )?;
     Ok(true)
 }
 

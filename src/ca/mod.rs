@@ -4,8 +4,8 @@
 pub mod dev;
 
 use rcgen::{
-    PublicKeyData, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber, SubjectPublicKeyInfo,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
+    KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, SubjectPublicKeyInfo,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -140,12 +140,16 @@ fn leaf_params(plan: &IssuancePlan) -> Result<CertificateParams, CaError> {
     p.is_ca = rcgen::IsCa::ExplicitNoCa;
     for e in &plan.emails {
         p.subject_alt_names.push(SanType::Rfc822Name(
-            e.clone().try_into().map_err(|_| CaError::Sign(format!("bad email {e}")))?,
+            e.clone()
+                .try_into()
+                .map_err(|_| CaError::Sign(format!("bad email {e}")))?,
         ));
     }
     for d in &plan.dns_names {
         p.subject_alt_names.push(SanType::DnsName(
-            d.clone().try_into().map_err(|_| CaError::Sign(format!("bad DNS name {d}")))?,
+            d.clone()
+                .try_into()
+                .map_err(|_| CaError::Sign(format!("bad DNS name {d}")))?,
         ));
     }
     // RFC 5280 §4.2.1.3 / RFC 8550: RSA keys encrypt the content-encryption key, EC keys

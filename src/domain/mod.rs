@@ -37,7 +37,9 @@ impl EmailAddress {
         let (local, domain) = s.split_once('@')?;
         let ok_local = !local.is_empty()
             && local.len() <= 64
-            && local.bytes().all(|b| b.is_ascii_graphic() && !b"@<>()[]\\,;:\"".contains(&b));
+            && local
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"@<>()[]\\,;:\"".contains(&b));
         if !ok_local || !is_dns_name(domain) || !domain.contains('.') {
             return None;
         }
@@ -268,7 +270,10 @@ pub struct Actor {
 impl Actor {
     pub fn cli() -> Actor {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-        Actor { name: format!("cli:{user}"), source: "local".into() }
+        Actor {
+            name: format!("cli:{user}"),
+            source: "local".into(),
+        }
     }
 }
 
@@ -281,7 +286,14 @@ mod tests {
         let e = EmailAddress::parse(" Alice@Example.ORG ").unwrap();
         assert_eq!(e.as_str(), "alice@example.org");
         assert_eq!(e.domain(), "example.org");
-        for bad in ["", "alice", "@example.org", "a@b", "a b@example.org", "a@exa_mple.org"] {
+        for bad in [
+            "",
+            "alice",
+            "@example.org",
+            "a@b",
+            "a b@example.org",
+            "a@exa_mple.org",
+        ] {
             assert!(EmailAddress::parse(bad).is_none(), "{bad}");
         }
     }
@@ -299,7 +311,10 @@ mod tests {
         for m in CsrMethod::ALL {
             assert_eq!(CsrMethod::parse(m.as_str()), Some(*m));
         }
-        assert_eq!(Authorization::parse("access-code"), Some(Authorization::AccessCode));
+        assert_eq!(
+            Authorization::parse("access-code"),
+            Some(Authorization::AccessCode)
+        );
         assert_eq!(AuthType::parse("bogus"), None);
     }
 }

@@ -125,7 +125,9 @@ fn cache_key(secret: &Secret, hash: &SecretHash) -> [u8; 32] {
 static VERIFIED: VerifiedCache = VerifiedCache::new();
 
 /// Recently verified (hash, secret) pairs, bounded in size and age.
-struct VerifiedCache(std::sync::Mutex<Option<std::collections::HashMap<[u8; 32], std::time::Instant>>>);
+struct VerifiedCache(
+    std::sync::Mutex<Option<std::collections::HashMap<[u8; 32], std::time::Instant>>>,
+);
 
 const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 const CACHE_MAX: usize = 10_000;
@@ -136,7 +138,9 @@ impl VerifiedCache {
     }
 
     fn contains(&self, key: &[u8; 32]) -> bool {
-        let Ok(guard) = self.0.lock() else { return false };
+        let Ok(guard) = self.0.lock() else {
+            return false;
+        };
         guard
             .as_ref()
             .and_then(|m| m.get(key))
@@ -176,7 +180,10 @@ mod tests {
         assert!(h.as_str().starts_with("$argon2id$"));
         assert!(verify_secret(&s, &h));
         assert!(!verify_secret(&Secret::new("correct horsE"), &h));
-        assert!(!verify_secret(&s, &SecretHash::from_stored("garbage".into())));
+        assert!(!verify_secret(
+            &s,
+            &SecretHash::from_stored("garbage".into())
+        ));
         // Cached after success, but only for the exact hash: a reset secret never matches.
         assert!(verify_secret(&s, &h));
         let reset = hash_secret(&s);

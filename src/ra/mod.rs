@@ -70,12 +70,17 @@ impl Ra {
         };
         found.ok_or_else(|| match label {
             Some(l) => Error::not_found(format!("unknown EST label {l:?}")),
-            None => Error::not_found("no default EST account is configured; use /.well-known/est/<label>/"),
+            None => Error::not_found(
+                "no default EST account is configured; use /.well-known/est/<label>/",
+            ),
         })
     }
 
     /// Key types the account's profiles allow, in profile order, without repeats.
-    pub async fn allowed_key_types(&self, account: &Account) -> Result<Vec<crate::domain::KeyType>, Error> {
+    pub async fn allowed_key_types(
+        &self,
+        account: &Account,
+    ) -> Result<Vec<crate::domain::KeyType>, Error> {
         let mut out = Vec::new();
         for id in &account.profile_ids {
             for k in self.store.profile(*id).await?.key_types {
@@ -100,7 +105,10 @@ impl Ra {
         })?;
         let auth = self.authenticate(account, &credentials).await?;
         let csr = parse_csr(csr_der)?;
-        let org = self.store.organisation(auth.account.organisation_id).await?;
+        let org = self
+            .store
+            .organisation(auth.account.organisation_id)
+            .await?;
         let department = self.department_name(&auth).await?;
         let now = self.clock.now();
         let plan = match auth.profile.subject_source {
@@ -112,7 +120,10 @@ impl Ra {
             }
             SubjectSource::Device => plan::for_device(&org, department, &auth.profile, &csr, now)?,
         };
-        let actor = Actor { name: auth.requester.clone(), source: source.to_string() };
+        let actor = Actor {
+            name: auth.requester.clone(),
+            source: source.to_string(),
+        };
         self.issue(&auth, &csr, plan, actor, "enroll").await
     }
 
@@ -125,23 +136,31 @@ impl Ra {
         source: &str,
     ) -> Result<Issued, Error> {
         let cert_der = client_cert.ok_or_else(|| {
-            Error::unauthorized("re-enrollment needs the current certificate as TLS client certificate")
+            Error::unauthorized(
+                "re-enrollment needs the current certificate as TLS client certificate",
+            )
         })?;
         let record = self
             .store
             .certificate_by_sha256(&sha256_hex(cert_der))
             .await?
-            .ok_or_else(|| Error::unauthorized("the TLS client certificate was not issued by this server"))?;
+            .ok_or_else(|| {
+                Error::unauthorized("the TLS client certificate was not issued by this server")
+            })?;
         let now = self.clock.now();
         if record.status == CertStatus::Revoked {
             return Err(Error::forbidden("the TLS client certificate is revoked"));
         }
         if record.not_after < now {
-            return Err(Error::unauthorized("the TLS client certificate has expired"));
+            return Err(Error::unauthorized(
+                "the TLS client certificate has expired",
+            ));
         }
         let order = self.store.order(record.order_id).await?;
         if order.account_id != account.id {
-            return Err(Error::forbidden("the TLS client certificate belongs to another EST account"));
+            return Err(Error::forbidden(
+                "the TLS client certificate belongs to another EST account",
+            ));
         }
         let csr = parse_csr(csr_der)?;
         let (_, old) = parse_x509_certificate(&record.der)
@@ -152,8 +171,16 @@ impl Ra {
             Some(id) => Some(self.store.person(id).await?),
             None => None,
         };
-        let auth = Authorized { account, profile, person, requester: order.requester.clone() };
-        let actor = Actor { name: format!("tls-client:{}", record.serial), source: source.to_string() };
+        let auth = Authorized {
+            account,
+            profile,
+            person,
+            requester: order.requester.clone(),
+        };
+        let actor = Actor {
+            name: format!("tls-client:{}", record.serial),
+            source: source.to_string(),
+        };
         self.issue(&auth, &csr, plan, actor, "reenroll").await
     }
 
@@ -188,7 +215,11 @@ impl Ra {
                 let hash = person.as_ref().and_then(|p| p.secret_id_hash.clone());
                 // Verify against a dummy hash when there is no person, so the answer's
                 // timing does not reveal which addresses exist.
-                let ok = verify_off_executor(&c.password, hash.clone().unwrap_or_else(|| dummy_hash().clone())).await
+                let ok = verify_off_executor(
+                    &c.password,
+                    hash.clone().unwrap_or_else(|| dummy_hash().clone()),
+                )
+                .await
                     && hash.is_some();
                 let (Some(person), Some(email), true) = (person, email, ok) else {
                     throttle::fail(&self.store, account.id, &c.username, now).await?;
@@ -279,7 +310,10 @@ impl Ra {
             object: String::new(),
             detail: detail.clone(),
         };
-        let order_id = self.store.record_intent(&intent, &intent_audit, now).await?;
+        let order_id = self
+            .store
+            .record_intent(&intent, &intent_audit, now)
+            .await?;
         let ca = self.ca.clone();
         let spki = csr.spki_der.clone();
         let plan_for_signer = plan.clone();
@@ -295,8 +329,15 @@ impl Ra {
             sha256: sha256_hex(&der),
             der: der.clone(),
         };
-        let audit = AuditEntry { actor, action: format!("{action}.issued"), object: String::new(), detail };
-        self.store.store_certificate(order_id, &signed, &audit, self.clock.now()).await?;
+        let audit = AuditEntry {
+            actor,
+            action: format!("{action}.issued"),
+            object: String::new(),
+            detail,
+        };
+        self.store
+            .store_certificate(order_id, &signed, &audit, self.clock.now())
+            .await?;
         tracing::info!(serial = %serial, order = order_id, "{action}: certificate issued");
         Ok(Issued { der, serial })
     }
@@ -319,7 +360,9 @@ fn dummy_hash() -> &'static SecretHash {
 /// Verifies the CSR's signature and maps its faults to 400s.
 fn parse_csr(der: &[u8]) -> Result<Csr, Error> {
     pkcs10::parse(der).map_err(|e| match e {
-        estgate_protocol::Error::BadSignature => Error::bad_csr("the CSR signature does not verify"),
+        estgate_protocol::Error::BadSignature => {
+            Error::bad_csr("the CSR signature does not verify")
+        }
         other => Error::bad_csr(format!("the CSR is not acceptable: {other}")),
     })
 }

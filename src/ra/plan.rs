@@ -82,7 +82,11 @@ pub fn for_device(
         .or_else(|| csr.dns_names.first().cloned())
         .ok_or_else(|| Error::bad_csr("the CSR names no device: give a CN or a dNSName"))?
         .to_ascii_lowercase();
-    let mut dns_names: Vec<String> = csr.dns_names.iter().map(|d| d.to_ascii_lowercase()).collect();
+    let mut dns_names: Vec<String> = csr
+        .dns_names
+        .iter()
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
     if dns_names.is_empty() {
         dns_names.push(cn.clone());
     }

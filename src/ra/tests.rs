@@ -31,27 +31,63 @@ async fn world() -> World {
     let files = PkiFiles::in_dir(dir.path());
     ensure_dev_ca(&files, T0).unwrap();
     let ca = Arc::new(Ca::load(&files.ca_chain, &files.ca_key).unwrap());
-    let store = Store::open(&database_url(dir.path()).await.unwrap()).await.unwrap();
+    let store = Store::open(&database_url(dir.path()).await.unwrap())
+        .await
+        .unwrap();
     let clock = FakeClock::at(T0);
     let org = store
         .create_organisation("Org", &["example.org".into(), "example.net".into()], T0)
         .await
         .unwrap();
-    let eng = store.create_department(org.id, "Engineering").await.unwrap();
+    let eng = store
+        .create_department(org.id, "Engineering")
+        .await
+        .unwrap();
     let sales = store.create_department(org.id, "Sales").await.unwrap();
-    let person = |email: &str, first: &str, last: &str, dept: Option<i64>, secret: &str| NewPerson {
-        organisation_id: org.id,
-        department_id: dept,
-        email: EmailAddress::parse(email).unwrap(),
-        first_name: first.into(),
-        middle_name: String::new(),
-        last_name: last.into(),
-        secret_id_hash: Some(hash_secret(&Secret::new(secret))),
-    };
-    store.create_person(person("alice@example.org", "Alice", "Smith", Some(eng.id), "alice-secret"), T0).await.unwrap();
-    store.create_person(person("bob@example.org", "Bob", "Jones", Some(sales.id), "bob-secret"), T0).await.unwrap();
+    let person =
+        |email: &str, first: &str, last: &str, dept: Option<i64>, secret: &str| NewPerson {
+            organisation_id: org.id,
+            department_id: dept,
+            email: EmailAddress::parse(email).unwrap(),
+            first_name: first.into(),
+            middle_name: String::new(),
+            last_name: last.into(),
+            secret_id_hash: Some(hash_secret(&Secret::new(secret))),
+        };
+    store
+        .create_person(
+            person(
+                "alice@example.org",
+                "Alice",
+                "Smith",
+                Some(eng.id),
+                "alice-secret",
+            ),
+            T0,
+        )
+        .await
+        .unwrap();
+    store
+        .create_person(
+            person(
+                "bob@example.org",
+                "Bob",
+                "Jones",
+                Some(sales.id),
+                "bob-secret",
+            ),
+            T0,
+        )
+        .await
+        .unwrap();
     // A person record whose address is outside the organisation's domains.
-    store.create_person(person("carol@elsewhere.com", "Carol", "Out", None, "carol-secret"), T0).await.unwrap();
+    store
+        .create_person(
+            person("carol@elsewhere.com", "Carol", "Out", None, "carol-secret"),
+            T0,
+        )
+        .await
+        .unwrap();
     let all = vec![KeyType::EcP256, KeyType::Rsa { bits: 2048 }];
     let person_profile = store
         .create_profile(NewProfile {
@@ -90,7 +126,12 @@ async fn world() -> World {
         })
         .await
         .unwrap();
-    let account = |label: &str, authz: Authorization, dept: Option<i64>, code: Option<&str>, profile: i64, default: bool| NewAccount {
+    let account = |label: &str,
+                   authz: Authorization,
+                   dept: Option<i64>,
+                   code: Option<&str>,
+                   profile: i64,
+                   default: bool| NewAccount {
         endpoint_id: ep.id,
         organisation_id: org.id,
         department_id: dept,
@@ -103,10 +144,50 @@ async fn world() -> World {
         is_default: default,
         profile_ids: vec![profile],
     };
-    store.create_account(account("staff", Authorization::None, None, None, person_profile.id, true)).await.unwrap();
-    store.create_account(account("eng", Authorization::None, Some(eng.id), None, person_profile.id, false)).await.unwrap();
-    store.create_account(account("devices", Authorization::AccessCode, None, Some("device-code"), device_profile.id, false)).await.unwrap();
-    store.create_account(account("guests", Authorization::AccessCode, None, Some("guest-code"), person_profile.id, false)).await.unwrap();
+    store
+        .create_account(account(
+            "staff",
+            Authorization::None,
+            None,
+            None,
+            person_profile.id,
+            true,
+        ))
+        .await
+        .unwrap();
+    store
+        .create_account(account(
+            "eng",
+            Authorization::None,
+            Some(eng.id),
+            None,
+            person_profile.id,
+            false,
+        ))
+        .await
+        .unwrap();
+    store
+        .create_account(account(
+            "devices",
+            Authorization::AccessCode,
+            None,
+            Some("device-code"),
+            device_profile.id,
+            false,
+        ))
+        .await
+        .unwrap();
+    store
+        .create_account(account(
+            "guests",
+            Authorization::AccessCode,
+            None,
+            Some("guest-code"),
+            person_profile.id,
+            false,
+        ))
+        .await
+        .unwrap();
     World {
         ra: Ra::new(store.clone(), ca, clock.clone()),
         clock,
@@ -118,17 +199,25 @@ async fn world() -> World {
 }
 
 fn csr_with(key: &KeyPair, cn: &str, dns: &[&str]) -> Vec<u8> {
-    let mut p = CertificateParams::new(dns.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let mut p =
+        CertificateParams::new(dns.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     p.distinguished_name.push(DnType::CommonName, cn);
     p.serialize_request(key).unwrap().der().to_vec()
 }
 
 fn ec_csr(cn: &str, dns: &[&str]) -> Vec<u8> {
-    csr_with(&KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(), cn, dns)
+    csr_with(
+        &KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+        cn,
+        dns,
+    )
 }
 
 fn creds(user: &str, pass: &str) -> Option<Credentials> {
-    Some(Credentials { username: user.into(), password: Secret::new(pass) })
+    Some(Credentials {
+        username: user.into(),
+        password: Secret::new(pass),
+    })
 }
 
 impl World {
@@ -136,8 +225,21 @@ impl World {
         self.ra.account_for_label(Some(label)).await.unwrap()
     }
 
-    async fn enroll(&self, label: &str, user: &str, pass: &str, csr: &[u8]) -> Result<Issued, Error> {
-        self.ra.enroll(self.account(label).await, creds(user, pass), csr, "127.0.0.1:1").await
+    async fn enroll(
+        &self,
+        label: &str,
+        user: &str,
+        pass: &str,
+        csr: &[u8],
+    ) -> Result<Issued, Error> {
+        self.ra
+            .enroll(
+                self.account(label).await,
+                creds(user, pass),
+                csr,
+                "127.0.0.1:1",
+            )
+            .await
     }
 
     async fn orders(&self) -> u64 {
@@ -152,7 +254,15 @@ fn kind(r: Result<Issued, Error>) -> ErrorKind {
 #[tokio::test]
 async fn person_certificate_comes_from_the_person_record() {
     let w = world().await;
-    let issued = w.enroll("staff", "Alice@Example.org", w.alice_secret, &ec_csr("ignored", &["evil.com"])).await.unwrap();
+    let issued = w
+        .enroll(
+            "staff",
+            "Alice@Example.org",
+            w.alice_secret,
+            &ec_csr("ignored", &["evil.com"]),
+        )
+        .await
+        .unwrap();
     let (_, cert) = parse_x509_certificate(&issued.der).unwrap();
     let subject = cert.subject().to_string();
     assert!(subject.contains("CN=Alice Smith"), "{subject}");
@@ -160,18 +270,44 @@ async fn person_certificate_comes_from_the_person_record() {
     assert!(subject.contains("OU=Engineering"), "{subject}");
     assert!(!subject.contains("ignored"));
     let san = cert.subject_alternative_name().unwrap().unwrap();
-    let names: Vec<String> = san.value.general_names.iter().map(|n| n.to_string()).collect();
+    let names: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     assert_eq!(names, vec!["RFC822Name(alice@example.org)".to_string()]);
     // Profile default term is 2 years.
     assert_eq!(cert.validity().not_before.timestamp(), T0);
-    assert_eq!(cert.validity().not_after.timestamp(), crate::ca::add_years(T0, 2));
-    assert_eq!(cert.tbs_certificate.raw_serial_as_string().replace(':', "").to_uppercase(), issued.serial);
+    assert_eq!(
+        cert.validity().not_after.timestamp(),
+        crate::ca::add_years(T0, 2)
+    );
+    assert_eq!(
+        cert.tbs_certificate
+            .raw_serial_as_string()
+            .replace(':', "")
+            .to_uppercase(),
+        issued.serial
+    );
     // Recorded: one issued order, the certificate row, intent + issued audit events.
-    let rec = w.store.certificate_by_sha256(&sha256_hex(&issued.der)).await.unwrap().unwrap();
+    let rec = w
+        .store
+        .certificate_by_sha256(&sha256_hex(&issued.der))
+        .await
+        .unwrap()
+        .unwrap();
     let order = w.store.order(rec.order_id).await.unwrap();
     assert_eq!(order.status, crate::domain::OrderStatus::Issued);
     assert_eq!(order.requester, "alice@example.org");
-    let actions: Vec<String> = w.store.audit_events().await.unwrap().into_iter().map(|e| e.2).collect();
+    let actions: Vec<String> = w
+        .store
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.2)
+        .collect();
     assert_eq!(actions, vec!["enroll.intent", "enroll.issued"]);
 }
 
@@ -182,24 +318,61 @@ async fn refusals_change_nothing() {
     let acc = w.account("staff").await;
     let none = w.ra.enroll(acc, None, &csr, "t").await;
     assert_eq!(kind(none), ErrorKind::Unauthorized);
-    assert_eq!(kind(w.enroll("staff", "alice@example.org", "wrong", &csr).await), ErrorKind::Unauthorized);
-    assert_eq!(kind(w.enroll("staff", "nobody@example.org", "x", &csr).await), ErrorKind::Unauthorized);
-    assert_eq!(kind(w.enroll("staff", "not-an-email", "x", &csr).await), ErrorKind::Unauthorized);
+    assert_eq!(
+        kind(w.enroll("staff", "alice@example.org", "wrong", &csr).await),
+        ErrorKind::Unauthorized
+    );
+    assert_eq!(
+        kind(w.enroll("staff", "nobody@example.org", "x", &csr).await),
+        ErrorKind::Unauthorized
+    );
+    assert_eq!(
+        kind(w.enroll("staff", "not-an-email", "x", &csr).await),
+        ErrorKind::Unauthorized
+    );
     // Department mismatch: bob is in Sales, the account is limited to Engineering.
-    assert_eq!(kind(w.enroll("eng", "bob@example.org", "bob-secret", &csr).await), ErrorKind::Forbidden);
+    assert_eq!(
+        kind(w.enroll("eng", "bob@example.org", "bob-secret", &csr).await),
+        ErrorKind::Forbidden
+    );
     // Email domain outside the organisation's verified domains.
-    assert_eq!(kind(w.enroll("staff", "carol@elsewhere.com", "carol-secret", &csr).await), ErrorKind::Forbidden);
+    assert_eq!(
+        kind(
+            w.enroll("staff", "carol@elsewhere.com", "carol-secret", &csr)
+                .await
+        ),
+        ErrorKind::Forbidden
+    );
     // Key type not allowed by the device profile (EC P-256 only).
     let rsa = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).unwrap();
-    let r = w.enroll("devices", "d1", w.device_code, &csr_with(&rsa, "d1.example.org", &["d1.example.org"])).await;
+    let r = w
+        .enroll(
+            "devices",
+            "d1",
+            w.device_code,
+            &csr_with(&rsa, "d1.example.org", &["d1.example.org"]),
+        )
+        .await;
     assert_eq!(kind(r), ErrorKind::BadCsr);
     // Bad signature.
     let mut bad = ec_csr("x", &[]);
     let n = bad.len();
     bad[n - 3] ^= 0x01;
-    assert_eq!(kind(w.enroll("staff", "alice@example.org", w.alice_secret, &bad).await), ErrorKind::BadCsr);
+    assert_eq!(
+        kind(
+            w.enroll("staff", "alice@example.org", w.alice_secret, &bad)
+                .await
+        ),
+        ErrorKind::BadCsr
+    );
     // Garbage DER.
-    assert_eq!(kind(w.enroll("staff", "alice@example.org", w.alice_secret, b"\x30\x03abc").await), ErrorKind::BadCsr);
+    assert_eq!(
+        kind(
+            w.enroll("staff", "alice@example.org", w.alice_secret, b"\x30\x03abc")
+                .await
+        ),
+        ErrorKind::BadCsr
+    );
     assert_eq!(w.orders().await, 0);
     assert!(w.store.certificates().await.unwrap().is_empty());
 }
@@ -207,34 +380,108 @@ async fn refusals_change_nothing() {
 #[tokio::test]
 async fn unknown_label_and_default_account() {
     let w = world().await;
-    assert_eq!(w.ra.account_for_label(Some("nosuch")).await.unwrap_err().kind, ErrorKind::NotFound);
-    assert_eq!(w.ra.account_for_label(None).await.unwrap().est_label.as_deref(), Some("staff"));
+    assert_eq!(
+        w.ra.account_for_label(Some("nosuch"))
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        w.ra.account_for_label(None)
+            .await
+            .unwrap()
+            .est_label
+            .as_deref(),
+        Some("staff")
+    );
 }
 
 #[tokio::test]
 async fn devices_enroll_with_access_code_for_names_the_organisation_owns() {
     let w = world().await;
     let issued = w
-        .enroll("devices", "sensor-1", w.device_code, &ec_csr("Sensor-1.example.org", &["sensor-1.example.org", "alt.example.net"]))
+        .enroll(
+            "devices",
+            "sensor-1",
+            w.device_code,
+            &ec_csr(
+                "Sensor-1.example.org",
+                &["sensor-1.example.org", "alt.example.net"],
+            ),
+        )
         .await
         .unwrap();
     let (_, cert) = parse_x509_certificate(&issued.der).unwrap();
-    assert!(cert.subject().to_string().contains("CN=sensor-1.example.org"));
+    assert!(cert
+        .subject()
+        .to_string()
+        .contains("CN=sensor-1.example.org"));
     let san = cert.subject_alternative_name().unwrap().unwrap();
-    let dns: Vec<String> = san.value.general_names.iter().map(|n| n.to_string()).collect();
-    assert_eq!(dns, vec!["DNSName(sensor-1.example.org)", "DNSName(alt.example.net)"]);
+    let dns: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(
+        dns,
+        vec!["DNSName(sensor-1.example.org)", "DNSName(alt.example.net)"]
+    );
     let eku = cert.extended_key_usage().unwrap().unwrap().value;
     assert!(eku.client_auth && !eku.email_protection);
 
-    assert_eq!(kind(w.enroll("devices", "sensor-1", "wrong-code", &ec_csr("a.example.org", &[])).await), ErrorKind::Unauthorized);
-    assert_eq!(kind(w.enroll("devices", "sensor-1", w.device_code, &ec_csr("evil.example.com", &[])).await), ErrorKind::Forbidden);
     assert_eq!(
-        kind(w.enroll("devices", "sensor-1", w.device_code, &ec_csr("ok.example.org", &["badexample.org"])).await),
+        kind(
+            w.enroll(
+                "devices",
+                "sensor-1",
+                "wrong-code",
+                &ec_csr("a.example.org", &[])
+            )
+            .await
+        ),
+        ErrorKind::Unauthorized
+    );
+    assert_eq!(
+        kind(
+            w.enroll(
+                "devices",
+                "sensor-1",
+                w.device_code,
+                &ec_csr("evil.example.com", &[])
+            )
+            .await
+        ),
         ErrorKind::Forbidden
     );
-    let guest = w.enroll("guests", "alice@example.org", "guest-code", &ec_csr("x", &[])).await.unwrap_err();
+    assert_eq!(
+        kind(
+            w.enroll(
+                "devices",
+                "sensor-1",
+                w.device_code,
+                &ec_csr("ok.example.org", &["badexample.org"])
+            )
+            .await
+        ),
+        ErrorKind::Forbidden
+    );
+    let guest = w
+        .enroll(
+            "guests",
+            "alice@example.org",
+            "guest-code",
+            &ec_csr("x", &[]),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(guest.kind, ErrorKind::Forbidden);
-    assert!(guest.message.contains("email confirmation"), "{}", guest.message);
+    assert!(
+        guest.message.contains("email confirmation"),
+        "{}",
+        guest.message
+    );
     assert_eq!(w.orders().await, 1);
 }
 
@@ -243,55 +490,111 @@ async fn five_failures_lock_the_username_until_the_window_passes() {
     let w = world().await;
     let csr = ec_csr("x", &[]);
     for _ in 0..MAX_FAILURES {
-        assert_eq!(kind(w.enroll("staff", "alice@example.org", "wrong", &csr).await), ErrorKind::Unauthorized);
+        assert_eq!(
+            kind(w.enroll("staff", "alice@example.org", "wrong", &csr).await),
+            ErrorKind::Unauthorized
+        );
         w.clock.advance(10);
     }
     // Locked: even the right secret is refused, with the time left in the window.
-    match kind(w.enroll("staff", "alice@example.org", w.alice_secret, &csr).await) {
-        ErrorKind::RateLimited { retry_after } => assert_eq!(retry_after, (WINDOW_SECS - 50) as u64),
+    match kind(
+        w.enroll("staff", "alice@example.org", w.alice_secret, &csr)
+            .await,
+    ) {
+        ErrorKind::RateLimited { retry_after } => {
+            assert_eq!(retry_after, (WINDOW_SECS - 50) as u64)
+        }
         other => panic!("expected 429, got {other:?}"),
     }
     // Another username on the same account is not affected.
-    w.enroll("staff", "bob@example.org", "bob-secret", &csr).await.unwrap();
+    w.enroll("staff", "bob@example.org", "bob-secret", &csr)
+        .await
+        .unwrap();
     w.clock.advance(WINDOW_SECS);
-    w.enroll("staff", "alice@example.org", w.alice_secret, &csr).await.unwrap();
+    w.enroll("staff", "alice@example.org", w.alice_secret, &csr)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn reenroll_keeps_subject_and_needs_the_current_certificate() {
     let w = world().await;
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let first = w.enroll("devices", "d", w.device_code, &csr_with(&key, "d1.example.org", &["d1.example.org"])).await.unwrap();
+    let first = w
+        .enroll(
+            "devices",
+            "d",
+            w.device_code,
+            &csr_with(&key, "d1.example.org", &["d1.example.org"]),
+        )
+        .await
+        .unwrap();
     let (_, old) = parse_x509_certificate(&first.der).unwrap();
     // A CSR with exactly the current subject (CN, O) and SAN.
     let new_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut p = CertificateParams::new(vec!["d1.example.org".to_string()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "d1.example.org");
+    p.distinguished_name
+        .push(DnType::CommonName, "d1.example.org");
     p.distinguished_name.push(DnType::OrganizationName, "Org");
     let same = p.serialize_request(&new_key).unwrap().der().to_vec();
     let acc = w.account("devices").await;
-    let renewed = w.ra.reenroll(acc.clone(), Some(&first.der), &same, "t").await.unwrap();
+    let renewed =
+        w.ra.reenroll(acc.clone(), Some(&first.der), &same, "t")
+            .await
+            .unwrap();
     let (_, new) = parse_x509_certificate(&renewed.der).unwrap();
     assert_eq!(new.subject().as_raw(), old.subject().as_raw());
     assert_ne!(renewed.serial, first.serial);
-    assert_eq!(new.public_key().raw, new_key.subject_public_key_info().as_slice());
+    assert_eq!(
+        new.public_key().raw,
+        new_key.subject_public_key_info().as_slice()
+    );
 
     // Refusals: no certificate, unknown certificate, other subject, other SAN, other account.
-    assert_eq!(kind(w.ra.reenroll(acc.clone(), None, &same, "t").await), ErrorKind::Unauthorized);
-    assert_eq!(kind(w.ra.reenroll(acc.clone(), Some(b"not ours"), &same, "t").await), ErrorKind::Unauthorized);
+    assert_eq!(
+        kind(w.ra.reenroll(acc.clone(), None, &same, "t").await),
+        ErrorKind::Unauthorized
+    );
+    assert_eq!(
+        kind(
+            w.ra.reenroll(acc.clone(), Some(b"not ours"), &same, "t")
+                .await
+        ),
+        ErrorKind::Unauthorized
+    );
     let other_subject = csr_with(&new_key, "d2.example.org", &["d1.example.org"]);
-    assert_eq!(kind(w.ra.reenroll(acc.clone(), Some(&first.der), &other_subject, "t").await), ErrorKind::Forbidden);
+    assert_eq!(
+        kind(
+            w.ra.reenroll(acc.clone(), Some(&first.der), &other_subject, "t")
+                .await
+        ),
+        ErrorKind::Forbidden
+    );
     let mut p2 = CertificateParams::new(vec!["d9.example.org".to_string()]).unwrap();
-    p2.distinguished_name.push(DnType::CommonName, "d1.example.org");
+    p2.distinguished_name
+        .push(DnType::CommonName, "d1.example.org");
     p2.distinguished_name.push(DnType::OrganizationName, "Org");
-    p2.subject_alt_names.push(SanType::DnsName("d1.example.org".try_into().unwrap()));
+    p2.subject_alt_names
+        .push(SanType::DnsName("d1.example.org".try_into().unwrap()));
     let other_san = p2.serialize_request(&new_key).unwrap().der().to_vec();
-    assert_eq!(kind(w.ra.reenroll(acc.clone(), Some(&first.der), &other_san, "t").await), ErrorKind::Forbidden);
+    assert_eq!(
+        kind(
+            w.ra.reenroll(acc.clone(), Some(&first.der), &other_san, "t")
+                .await
+        ),
+        ErrorKind::Forbidden
+    );
     let staff = w.account("staff").await;
-    assert_eq!(kind(w.ra.reenroll(staff, Some(&first.der), &same, "t").await), ErrorKind::Forbidden);
+    assert_eq!(
+        kind(w.ra.reenroll(staff, Some(&first.der), &same, "t").await),
+        ErrorKind::Forbidden
+    );
     // Expired current certificate.
     w.clock.advance(2 * 366 * 86_400);
-    assert_eq!(kind(w.ra.reenroll(acc, Some(&first.der), &same, "t").await), ErrorKind::Unauthorized);
+    assert_eq!(
+        kind(w.ra.reenroll(acc, Some(&first.der), &same, "t").await),
+        ErrorKind::Unauthorized
+    );
     assert_eq!(w.orders().await, 2);
 }
 
@@ -299,5 +602,8 @@ async fn reenroll_keeps_subject_and_needs_the_current_certificate() {
 async fn allowed_key_types_follow_the_profiles() {
     let w = world().await;
     let staff = w.account("staff").await;
-    assert_eq!(w.ra.allowed_key_types(&staff).await.unwrap(), vec![KeyType::EcP256, KeyType::Rsa { bits: 2048 }]);
+    assert_eq!(
+        w.ra.allowed_key_types(&staff).await.unwrap(),
+        vec![KeyType::EcP256, KeyType::Rsa { bits: 2048 }]
+    );
 }

@@ -10,7 +10,9 @@ pub const WINDOW_SECS: i64 = 15 * 60;
 
 /// Refuses with 429 while `MAX_FAILURES` failures lie within the window.
 pub async fn check(store: &Store, account: Id, username: &str, now: UnixTime) -> Result<(), Error> {
-    let (count, oldest) = store.recent_failures(account, username, now - WINDOW_SECS).await?;
+    let (count, oldest) = store
+        .recent_failures(account, username, now - WINDOW_SECS)
+        .await?;
     if count >= MAX_FAILURES {
         let until = oldest.unwrap_or(now) + WINDOW_SECS;
         let retry_after = (until - now).max(1) as u64;
@@ -27,7 +29,14 @@ pub async fn fail(store: &Store, account: Id, username: &str, now: UnixTime) -> 
     Ok(())
 }
 
-pub async fn succeed(store: &Store, account: Id, username: &str, now: UnixTime) -> Result<(), Error> {
-    store.clear_failures(account, username, now - WINDOW_SECS).await?;
+pub async fn succeed(
+    store: &Store,
+    account: Id,
+    username: &str,
+    now: UnixTime,
+) -> Result<(), Error> {
+    store
+        .clear_failures(account, username, now - WINDOW_SECS)
+        .await?;
     Ok(())
 }

@@ -33,7 +33,9 @@ pub enum StoreError {
 impl From<StoreError> for crate::error::Error {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(what) => crate::error::Error::not_found(format!("{what} not found")),
+            StoreError::NotFound(what) => {
+                crate::error::Error::not_found(format!("{what} not found"))
+            }
             StoreError::Conflict(what) => crate::error::Error::new(
                 crate::error::ErrorKind::AlreadyUsed,
                 format!("{what} already exists"),
@@ -145,7 +147,11 @@ pub struct AuditEntry {
 }
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
-    items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn split(s: &str) -> impl Iterator<Item = &str> {
@@ -238,7 +244,11 @@ impl Store {
             .into_iter()
             .map(|d| d.name)
             .collect();
-        Ok(Organisation { id: m.id, name: m.name, domains })
+        Ok(Organisation {
+            id: m.id,
+            name: m.name,
+            domains,
+        })
     }
 
     pub async fn organisation(&self, id: Id) -> Result<Organisation> {
@@ -279,7 +289,11 @@ impl Store {
         .insert(&self.db)
         .await
         .map_err(conflict(&format!("department {name}")))?;
-        Ok(Department { id: m.id, organisation_id: m.organisation_id, name: m.name })
+        Ok(Department {
+            id: m.id,
+            organisation_id: m.organisation_id,
+            name: m.name,
+        })
     }
 
     pub async fn department_by_name(&self, organisation_id: Id, name: &str) -> Result<Department> {
@@ -288,7 +302,11 @@ impl Store {
             .filter(department::Column::Name.eq(name))
             .one(&self.db)
             .await?
-            .map(|m| Department { id: m.id, organisation_id: m.organisation_id, name: m.name })
+            .map(|m| Department {
+                id: m.id,
+                organisation_id: m.organisation_id,
+                name: m.name,
+            })
             .ok_or_else(|| StoreError::NotFound(format!("department {name:?}")))
     }
 
@@ -296,7 +314,11 @@ impl Store {
         department::Entity::find_by_id(id)
             .one(&self.db)
             .await?
-            .map(|m| Department { id: m.id, organisation_id: m.organisation_id, name: m.name })
+            .map(|m| Department {
+                id: m.id,
+                organisation_id: m.organisation_id,
+                name: m.name,
+            })
             .ok_or_else(|| StoreError::NotFound(format!("department {id}")))
     }
 
@@ -306,7 +328,11 @@ impl Store {
             .all(&self.db)
             .await?
             .into_iter()
-            .map(|m| Department { id: m.id, organisation_id: m.organisation_id, name: m.name })
+            .map(|m| Department {
+                id: m.id,
+                organisation_id: m.organisation_id,
+                name: m.name,
+            })
             .collect())
     }
 
@@ -376,7 +402,12 @@ impl Store {
         let m = profile::ActiveModel {
             name: Set(p.name.clone()),
             subject_source: Set(p.subject_source.as_str().to_string()),
-            key_types: Set(p.key_types.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(",")),
+            key_types: Set(p
+                .key_types
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(",")),
             default_key_type: Set(p.default_key_type.as_str().to_string()),
             terms_years: Set(join(&p.terms_years)),
             default_term_years: Set(p.default_term_years as i32),
@@ -642,7 +673,10 @@ impl Store {
         .await
         .map_err(conflict("certificate serial"))?;
         cert_order::Entity::update_many()
-            .col_expr(cert_order::Column::Status, Expr::value(OrderStatus::Issued.as_str()))
+            .col_expr(
+                cert_order::Column::Status,
+                Expr::value(OrderStatus::Issued.as_str()),
+            )
             .col_expr(cert_order::Column::UpdatedAt, Expr::value(now))
             .filter(cert_order::Column::Id.eq(order_id))
             .exec(&txn)
@@ -685,7 +719,8 @@ impl Store {
             key_type: m.key_type,
             term_years: m.term_years as u32,
             csr_sha256: m.csr_sha256,
-            status: OrderStatus::parse(&m.status).ok_or_else(|| corrupt("order status", &m.status))?,
+            status: OrderStatus::parse(&m.status)
+                .ok_or_else(|| corrupt("order status", &m.status))?,
             serial: m.serial,
         })
     }
@@ -701,7 +736,9 @@ impl Store {
     }
 
     /// Audit events, newest last: (at, actor, action, object, detail, source).
-    pub async fn audit_events(&self) -> Result<Vec<(UnixTime, String, String, String, String, String)>> {
+    pub async fn audit_events(
+        &self,
+    ) -> Result<Vec<(UnixTime, String, String, String, String, String)>> {
         Ok(audit_event::Entity::find()
             .order_by_asc(audit_event::Column::Id)
             .all(&self.db)
@@ -728,7 +765,12 @@ impl Store {
         Ok((rows.len() as u64, rows.first().map(|r| r.at)))
     }
 
-    pub async fn record_failure(&self, account_id: Id, username: &str, now: UnixTime) -> Result<()> {
+    pub async fn record_failure(
+        &self,
+        account_id: Id,
+        username: &str,
+        now: UnixTime,
+    ) -> Result<()> {
         auth_failure::ActiveModel {
             account_id: Set(account_id),
             username: Set(username.to_string()),
@@ -741,12 +783,19 @@ impl Store {
     }
 
     /// Forgets failures older than `before` (any key) and all of this key's after a success.
-    pub async fn clear_failures(&self, account_id: Id, username: &str, before: UnixTime) -> Result<()> {
+    pub async fn clear_failures(
+        &self,
+        account_id: Id,
+        username: &str,
+        before: UnixTime,
+    ) -> Result<()> {
         auth_failure::Entity::delete_many()
             .filter(
-                auth_failure::Column::At.lt(before).or(auth_failure::Column::AccountId
-                    .eq(account_id)
-                    .and(auth_failure::Column::Username.eq(username))),
+                auth_failure::Column::At
+                    .lt(before)
+                    .or(auth_failure::Column::AccountId
+                        .eq(account_id)
+                        .and(auth_failure::Column::Username.eq(username))),
             )
             .exec(&self.db)
             .await?;
@@ -764,7 +813,11 @@ async fn insert_audit(
         at: Set(now),
         actor: Set(e.actor.name.clone()),
         action: Set(e.action.clone()),
-        object: Set(if e.object.is_empty() { object.to_string() } else { e.object.clone() }),
+        object: Set(if e.object.is_empty() {
+            object.to_string()
+        } else {
+            e.object.clone()
+        }),
         detail: Set(e.detail.clone()),
         source_addr: Set(e.actor.source.clone()),
         ..Default::default()
@@ -823,7 +876,8 @@ fn certificate_from(m: certificate::Model) -> Result<CertificateRecord> {
     Ok(CertificateRecord {
         id: m.id,
         order_id: m.order_id,
-        status: CertStatus::parse(&m.status).ok_or_else(|| corrupt("certificate status", &m.status))?,
+        status: CertStatus::parse(&m.status)
+            .ok_or_else(|| corrupt("certificate status", &m.status))?,
         serial: m.serial,
         subject: m.subject,
         not_before: m.not_before,

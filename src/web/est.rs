@@ -65,7 +65,11 @@ async fn handle(
 ) -> Result<Response, Error> {
     // Read (bounded) before answering anything: an HTTP/2 client whose request body is
     // still being sent sees a stream reset instead of an early error response.
-    let body = if method == Method::POST { Some(read_body(&headers, body).await?) } else { None };
+    let body = if method == Method::POST {
+        Some(read_body(&headers, body).await?)
+    } else {
+        None
+    };
     let op = Operation::parse(&op)
         .ok_or_else(|| Error::not_found(format!("unknown EST operation {op:?}")))?;
     if let Some(l) = &label {
@@ -84,8 +88,13 @@ async fn handle(
             format!("{} needs {expected}\n", op.as_str()),
         )
             .into_response();
-        let allow = if expected == Method::GET { "GET" } else { "POST" };
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        let allow = if expected == Method::GET {
+            "GET"
+        } else {
+            "POST"
+        };
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
         return Ok(r);
     }
     // strongSwan's base64 decoder fails on line breaks and it is the client that sends no
@@ -100,7 +109,11 @@ async fn handle(
     match op {
         Operation::CaCerts => {
             let chain: Vec<&[u8]> = ra.ca_chain().iter().map(Vec::as_slice).collect();
-            Ok(base64_response(media::PKCS7, &pkcs7::certs_only(&chain), wrap))
+            Ok(base64_response(
+                media::PKCS7,
+                &pkcs7::certs_only(&chain),
+                wrap,
+            ))
         }
         Operation::CsrAttrs => match csrattrs::encode(&ra.allowed_key_types(&account).await?) {
             Some(der) => Ok(base64_response(media::CSRATTRS, &der, wrap)),
@@ -110,9 +123,11 @@ async fn handle(
             let csr = pkcs10_body(&headers, body.as_deref().unwrap_or_default())?;
             let source = conn.peer.to_string();
             let issued = if op == Operation::SimpleEnroll {
-                ra.enroll(account, credentials(&headers), &csr, &source).await?
+                ra.enroll(account, credentials(&headers), &csr, &source)
+                    .await?
             } else {
-                ra.reenroll(account, conn.client_cert.as_deref(), &csr, &source).await?
+                ra.reenroll(account, conn.client_cert.as_deref(), &csr, &source)
+                    .await?
             };
             Ok(base64_response(
                 media::PKCS7_CERTS_ONLY,
@@ -132,7 +147,10 @@ fn base64_response(content_type: &'static str, der: &[u8], wrap: transfer::Wrap)
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, content_type),
-            (header::HeaderName::from_static("content-transfer-encoding"), "base64"),
+            (
+                header::HeaderName::from_static("content-transfer-encoding"),
+                "base64",
+            ),
         ],
         transfer::encode_base64(der, wrap),
     )
@@ -199,7 +217,10 @@ pub fn credentials(headers: &HeaderMap) -> Option<Credentials> {
         .ok()?;
     let text = zeroize::Zeroizing::new(String::from_utf8(decoded).ok()?);
     let (user, password) = text.split_once(':')?;
-    Some(Credentials { username: user.to_string(), password: Secret::new(password) })
+    Some(Credentials {
+        username: user.to_string(),
+        password: Secret::new(password),
+    })
 }
 
 #[cfg(test)]
@@ -209,7 +230,10 @@ mod tests {
     #[test]
     fn basic_credentials_parse_and_malformed_ones_are_none() {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic YWxpY2VAZXhhbXBsZS5vcmc6czNjcjM6dA=="));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic YWxpY2VAZXhhbXBsZS5vcmc6czNjcjM6dA=="),
+        );
         let c = credentials(&h).unwrap();
         assert_eq!(c.username, "alice@example.org");
         assert_eq!(c.password.expose(), "s3cr3:t");

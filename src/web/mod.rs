@@ -56,7 +56,10 @@ pub fn tls_config(
     key_path: &Path,
     client_roots: &[Vec<u8>],
 ) -> Result<Arc<ServerConfig>, WebError> {
-    let bad = |message: String| WebError::Certificate { path: cert_path.display().to_string(), message };
+    let bad = |message: String| WebError::Certificate {
+        path: cert_path.display().to_string(),
+        message,
+    };
     let certs = CertificateDer::pem_file_iter(cert_path)
         .map_err(|e| bad(e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
@@ -110,17 +113,18 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
+            let stream =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
             let client_cert = stream
                 .get_ref()
                 .1
@@ -128,17 +132,21 @@ pub async fn serve(
                 .and_then(|c| c.first())
                 .map(|c| c.to_vec());
             let info = ConnInfo { peer, client_cert };
-            let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(info.clone());
-                app.clone().oneshot(req.map(axum::body::Body::new))
-            });
+            let service =
+                hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(info.clone());
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()
                 .title_case_headers(true)
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30));
-            if let Err(e) = builder.serve_connection(TokioIo::new(ExactHeaderCase(stream)), service).await {
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(ExactHeaderCase(stream)), service)
+                .await
+            {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });
@@ -171,7 +179,10 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ExactHeaderCase
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        match buf.windows(TITLE_CASED.len()).position(|w| w == TITLE_CASED) {
+        match buf
+            .windows(TITLE_CASED.len())
+            .position(|w| w == TITLE_CASED)
+        {
             Some(at) => {
                 let mut fixed = buf.to_vec();
                 fixed[at..at + EXACT.len()].copy_from_slice(EXACT);

@@ -58,12 +58,18 @@ mod tests {
         let r = est(&Error::unauthorized("no"));
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(r.headers()[header::WWW_AUTHENTICATE], REALM);
-        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
     }
 
     #[test]
     fn rate_limited_carries_retry_after_in_seconds() {
-        let r = est(&Error::new(ErrorKind::RateLimited { retry_after: 42 }, "slow down"));
+        let r = est(&Error::new(
+            ErrorKind::RateLimited { retry_after: 42 },
+            "slow down",
+        ));
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers()[header::RETRY_AFTER], "42");
     }

@@ -13,8 +13,14 @@ fn crate_paths(dir: &Path, out: &mut Vec<(String, String)>) {
             let text = text.split("#[cfg(test)]").next().unwrap_or("");
             for (i, _) in text.match_indices("crate::") {
                 let rest = &text[i + "crate::".len()..];
-                let module: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '{').collect();
-                out.push((path.display().to_string(), module.trim_end_matches('{').to_string()));
+                let module: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '{')
+                    .collect();
+                out.push((
+                    path.display().to_string(),
+                    module.trim_end_matches('{').to_string(),
+                ));
             }
         }
     }
@@ -34,12 +40,19 @@ fn modules_only_use_what_the_design_allows() {
     for (module, ok) in allowed {
         let mut uses = Vec::new();
         crate_paths(&root.join(module), &mut uses);
-        assert!(!uses.is_empty() || *module == "domain", "no crate:: paths found in {module}");
+        assert!(
+            !uses.is_empty() || *module == "domain",
+            "no crate:: paths found in {module}"
+        );
         for (file, used) in uses {
             if !ok.contains(&used.as_str()) {
                 violations.push(format!("{file} uses crate::{used}"));
             }
         }
     }
-    assert!(violations.is_empty(), "dependency rule broken:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "dependency rule broken:\n{}",
+        violations.join("\n")
+    );
 }

@@ -18,7 +18,11 @@ async fn post(server: &Server, path: &str, user: &str, pass: &str, body: &[u8]) 
     c.request(
         "POST",
         path,
-        &[("Content-Type", "application/pkcs10"), ("Authorization", &auth), ("User-Agent", "estgate-tests")],
+        &[
+            ("Content-Type", "application/pkcs10"),
+            ("Authorization", &auth),
+            ("User-Agent", "estgate-tests"),
+        ],
         body,
     )
     .await
@@ -40,11 +44,27 @@ async fn cacerts_over_tls12_and_tls13_with_title_case_headers() {
             TlsVersion::Tls13 => rustls::ProtocolVersion::TLSv1_3,
         };
         assert_eq!(c.negotiated_version(), Some(want));
-        let r = c.request("GET", "/.well-known/est/cacerts", &[("User-Agent", "t")], b"").await.unwrap();
+        let r = c
+            .request(
+                "GET",
+                "/.well-known/est/cacerts",
+                &[("User-Agent", "t")],
+                b"",
+            )
+            .await
+            .unwrap();
         assert_eq!(r.status, 200, "{}", r.body_text());
         assert!(r.status_line.starts_with("HTTP/1.1 200"));
-        for h in ["Content-Type", "Content-Length", "Content-Transfer-Encoding"] {
-            assert!(has_exact_header(&r, h), "missing exact header {h}: {:?}", r.headers);
+        for h in [
+            "Content-Type",
+            "Content-Length",
+            "Content-Transfer-Encoding",
+        ] {
+            assert!(
+                has_exact_header(&r, h),
+                "missing exact header {h}: {:?}",
+                r.headers
+            );
         }
         assert_eq!(r.header("content-type"), Some("application/pkcs7-mime"));
         assert_eq!(r.header("content-transfer-encoding"), Some("base64"));
@@ -72,23 +92,47 @@ async fn http2_is_offered_by_alpn() {
 async fn person_enrollment_is_verified_by_openssl_and_x509_parser() {
     let s = start().await;
     let (user, pass) = s.password("staff");
-    for (key_type, version) in [("ec-p256", TlsVersion::Tls13), ("rsa-2048", TlsVersion::Tls12)] {
-        let csr = make_csrs(key_type, "ignored.example.com", 1).unwrap().remove(0).0;
+    for (key_type, version) in [
+        ("ec-p256", TlsVersion::Tls13),
+        ("rsa-2048", TlsVersion::Tls12),
+    ] {
+        let csr = make_csrs(key_type, "ignored.example.com", 1)
+            .unwrap()
+            .remove(0)
+            .0;
         let auth = basic_auth(&user, &pass);
         let mut c = s.connect_with(Some(version), None, false).await;
         let r = c
-            .request("POST", STAFF, &[("Content-Type", "application/pkcs10"), ("Authorization", &auth), ("User-Agent", "t")], b64(&csr).as_bytes())
+            .request(
+                "POST",
+                STAFF,
+                &[
+                    ("Content-Type", "application/pkcs10"),
+                    ("Authorization", &auth),
+                    ("User-Agent", "t"),
+                ],
+                b64(&csr).as_bytes(),
+            )
             .await
             .unwrap();
         assert_eq!(r.status, 200, "{}", r.body_text());
-        assert_eq!(r.header("content-type"), Some("application/pkcs7-mime; smime-type=certs-only"));
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/pkcs7-mime; smime-type=certs-only")
+        );
         let der = single_cert(&r);
         openssl_verify(&s, &der, Some("sslclient"));
         openssl_verify(&s, &der, Some("smimesign"));
         let (_, cert) = parse_x509_certificate(&der).unwrap();
-        assert_eq!(cert.subject().to_string(), "CN=Alice Example, givenName=Alice, surname=Example, O=Example Organisation");
+        assert_eq!(
+            cert.subject().to_string(),
+            "CN=Alice Example, givenName=Alice, surname=Example, O=Example Organisation"
+        );
         let san = cert.subject_alternative_name().unwrap().unwrap().value;
-        assert_eq!(san.general_names, vec![GeneralName::RFC822Name("alice@example.org")]);
+        assert_eq!(
+            san.general_names,
+            vec![GeneralName::RFC822Name("alice@example.org")]
+        );
         let eku = cert.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.client_auth && eku.email_protection && !eku.server_auth);
         let ku = cert.key_usage().unwrap().unwrap();
@@ -98,15 +142,25 @@ async fn person_enrollment_is_verified_by_openssl_and_x509_parser() {
         } else {
             assert!(ku.value.key_encipherment() && !ku.value.key_agreement());
         }
-        assert!(cert.tbs_certificate.raw_serial().len() >= 9, "serial carries at least 64 bits");
-        assert!(cert.tbs_certificate.raw_serial()[0] & 0x80 == 0, "serial is positive");
+        assert!(
+            cert.tbs_certificate.raw_serial().len() >= 9,
+            "serial carries at least 64 bits"
+        );
+        assert!(
+            cert.tbs_certificate.raw_serial()[0] & 0x80 == 0,
+            "serial is positive"
+        );
         let exts = cert.extensions_map().unwrap();
         assert!(exts.contains_key(&oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER));
         assert!(exts.contains_key(&oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER));
         let bc = cert.basic_constraints().unwrap();
         assert!(bc.is_none_or(|b| !b.value.ca));
-        let days = (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp()) / 86_400;
-        assert!((365..=366).contains(&days), "one-year default term, got {days} days");
+        let days = (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp())
+            / 86_400;
+        assert!(
+            (365..=366).contains(&days),
+            "one-year default term, got {days} days"
+        );
     }
     s.stop().await;
 }
@@ -115,26 +169,82 @@ async fn person_enrollment_is_verified_by_openssl_and_x509_parser() {
 async fn device_enrollment_and_reenrollment_with_the_client_certificate() {
     let s = start().await;
     let (user, code) = s.password("devices");
-    let (csr, key_pem) = make_csrs("ec-p256", "sensor-7.example.org", 1).unwrap().remove(0);
-    let r = post(&s, "/.well-known/est/devices/simpleenroll", &user, &code, b64(&csr).as_bytes()).await;
+    let (csr, key_pem) = make_csrs("ec-p256", "sensor-7.example.org", 1)
+        .unwrap()
+        .remove(0);
+    let r = post(
+        &s,
+        "/.well-known/est/devices/simpleenroll",
+        &user,
+        &code,
+        b64(&csr).as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body_text());
     let first = single_cert(&r);
     openssl_verify(&s, &first, Some("sslclient"));
     let (_, old) = parse_x509_certificate(&first).unwrap();
-    assert_eq!(old.subject().to_string(), "CN=sensor-7.example.org, O=Example Organisation");
+    assert_eq!(
+        old.subject().to_string(),
+        "CN=sensor-7.example.org, O=Example Organisation"
+    );
 
     // A new CSR with the same subject and SAN, from `openssl x509 -x509toreq`.
     let dir = s.dir.path();
     std::fs::write(dir.join("old.pem"), crate::support::pem(&first)).unwrap();
     std::fs::write(dir.join("old.key"), &key_pem).unwrap();
-    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "new.key"], dir);
-    openssl(&["x509", "-x509toreq", "-in", "old.pem", "-signkey", "new.key", "-copy_extensions", "copyall", "-out", "renew.pem"], dir);
-    openssl(&["req", "-in", "renew.pem", "-outform", "DER", "-out", "renew.csr"], dir);
+    openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "new.key",
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "x509",
+            "-x509toreq",
+            "-in",
+            "old.pem",
+            "-signkey",
+            "new.key",
+            "-copy_extensions",
+            "copyall",
+            "-out",
+            "renew.pem",
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "req",
+            "-in",
+            "renew.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "renew.csr",
+        ],
+        dir,
+    );
     let renew_csr = std::fs::read(dir.join("renew.csr")).unwrap();
-    let client = Some((crate::support::pem(&first).into_bytes(), key_pem.into_bytes()));
+    let client = Some((
+        crate::support::pem(&first).into_bytes(),
+        key_pem.into_bytes(),
+    ));
     let mut c = s.connect_with(Some(TlsVersion::Tls12), client, false).await;
     let r = c
-        .request("POST", "/.well-known/est/devices/simplereenroll", &[("Content-Type", "application/pkcs10"), ("User-Agent", "t")], b64(&renew_csr).as_bytes())
+        .request(
+            "POST",
+            "/.well-known/est/devices/simplereenroll",
+            &[("Content-Type", "application/pkcs10"), ("User-Agent", "t")],
+            b64(&renew_csr).as_bytes(),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.body_text());
@@ -149,7 +259,14 @@ async fn device_enrollment_and_reenrollment_with_the_client_certificate() {
     );
 
     // Without a client certificate: 401 with the Basic challenge.
-    let r = post(&s, "/.well-known/est/devices/simplereenroll", "x", "y", b64(&renew_csr).as_bytes()).await;
+    let r = post(
+        &s,
+        "/.well-known/est/devices/simplereenroll",
+        "x",
+        "y",
+        b64(&renew_csr).as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 401);
     s.stop().await;
 }
@@ -160,7 +277,11 @@ async fn wire_tolerance_base64_variants_chunked_bodies_and_no_user_agent() {
     let (user, pass) = s.password("staff");
     let csr = make_csrs("ec-p256", "x", 1).unwrap().remove(0).0;
     let unwrapped = transfer::encode_base64(&csr, transfer::Wrap::Unwrapped);
-    let lf76: String = unwrapped.as_bytes().chunks(76).map(|c| format!("{}\n", String::from_utf8_lossy(c))).collect();
+    let lf76: String = unwrapped
+        .as_bytes()
+        .chunks(76)
+        .map(|c| format!("{}\n", String::from_utf8_lossy(c)))
+        .collect();
     let crlf_trailing = format!("{}\r\n\r\n", b64(&csr));
     for body in [unwrapped.clone(), lf76, crlf_trailing] {
         let r = post(&s, STAFF, &user, &pass, body.as_bytes()).await;
@@ -170,7 +291,17 @@ async fn wire_tolerance_base64_variants_chunked_bodies_and_no_user_agent() {
     let auth = basic_auth(&user, &pass);
     let mut c = s.connect().await;
     let r = c
-        .request("POST", STAFF, &[("Content-Type", "application/pkcs10; charset=binary"), ("Content-Transfer-Encoding", "binary"), ("Authorization", &auth), ("User-Agent", "t")], unwrapped.as_bytes())
+        .request(
+            "POST",
+            STAFF,
+            &[
+                ("Content-Type", "application/pkcs10; charset=binary"),
+                ("Content-Transfer-Encoding", "binary"),
+                ("Authorization", &auth),
+                ("User-Agent", "t"),
+            ],
+            unwrapped.as_bytes(),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.body_text());
@@ -186,12 +317,22 @@ async fn wire_tolerance_base64_variants_chunked_bodies_and_no_user_agent() {
     );
     let r = c.send_raw(raw.as_bytes()).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.body_text());
-    assert!(!r.body.contains(&b'\n'), "no User-Agent: unwrapped base64 for strongSwan");
+    assert!(
+        !r.body.contains(&b'\n'),
+        "no User-Agent: unwrapped base64 for strongSwan"
+    );
     assert!(r.header("content-length").is_some());
     single_cert(&r);
 
     // No label: the default account (staff in the demo).
-    let r = post(&s, "/.well-known/est/simpleenroll", &user, &pass, unwrapped.as_bytes()).await;
+    let r = post(
+        &s,
+        "/.well-known/est/simpleenroll",
+        &user,
+        &pass,
+        unwrapped.as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body_text());
     s.stop().await;
 }
@@ -207,43 +348,139 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     let n = bad_sig.len();
     bad_sig[n - 2] ^= 0x01;
     // The demo device profile allows EC P-256/P-384 and RSA-2048/3072, not RSA-4096.
-    let devices_rsa4096 = make_csrs("rsa-4096", "d.example.org", 1).unwrap().remove(0).0;
+    let devices_rsa4096 = make_csrs("rsa-4096", "d.example.org", 1)
+        .unwrap()
+        .remove(0)
+        .0;
 
     let mut c = s.connect().await;
     // No credentials.
-    let r = c.request("POST", STAFF, &[("Content-Type", "application/pkcs10"), ("User-Agent", "t")], good.as_bytes()).await.unwrap();
+    let r = c
+        .request(
+            "POST",
+            STAFF,
+            &[("Content-Type", "application/pkcs10"), ("User-Agent", "t")],
+            good.as_bytes(),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, 401);
-    assert!(r.headers.iter().any(|(n, v)| n == "WWW-Authenticate" && v == "Basic realm=\"estgate\""), "{:?}", r.headers);
+    assert!(
+        r.headers
+            .iter()
+            .any(|(n, v)| n == "WWW-Authenticate" && v == "Basic realm=\"estgate\""),
+        "{:?}",
+        r.headers
+    );
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
     // Wrong credentials.
-    assert_eq!(post(&s, STAFF, &user, "wrong", good.as_bytes()).await.status, 401);
+    assert_eq!(
+        post(&s, STAFF, &user, "wrong", good.as_bytes())
+            .await
+            .status,
+        401
+    );
     // Unknown label, unknown operation, invalid label.
-    assert_eq!(post(&s, "/.well-known/est/nosuch/simpleenroll", &user, &pass, good.as_bytes()).await.status, 404);
-    assert_eq!(post(&s, "/.well-known/est/staff/bogus", &user, &pass, good.as_bytes()).await.status, 404);
-    assert_eq!(post(&s, "/.well-known/est/Bad_Label/simpleenroll", &user, &pass, good.as_bytes()).await.status, 404);
+    assert_eq!(
+        post(
+            &s,
+            "/.well-known/est/nosuch/simpleenroll",
+            &user,
+            &pass,
+            good.as_bytes()
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        post(
+            &s,
+            "/.well-known/est/staff/bogus",
+            &user,
+            &pass,
+            good.as_bytes()
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        post(
+            &s,
+            "/.well-known/est/Bad_Label/simpleenroll",
+            &user,
+            &pass,
+            good.as_bytes()
+        )
+        .await
+        .status,
+        404
+    );
     // Wrong method.
-    let r = c.request("GET", STAFF, &[("User-Agent", "t")], b"").await.unwrap();
+    let r = c
+        .request("GET", STAFF, &[("User-Agent", "t")], b"")
+        .await
+        .unwrap();
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("POST"));
     // Wrong content type.
     let auth = basic_auth(&user, &pass);
-    let r = c.request("POST", STAFF, &[("Content-Type", "text/plain"), ("Authorization", &auth), ("User-Agent", "t")], good.as_bytes()).await.unwrap();
+    let r = c
+        .request(
+            "POST",
+            STAFF,
+            &[
+                ("Content-Type", "text/plain"),
+                ("Authorization", &auth),
+                ("User-Agent", "t"),
+            ],
+            good.as_bytes(),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, 415, "{}", r.body_text());
     // Malformed base64, garbage DER, bad signature, disallowed key.
     let r = post(&s, STAFF, &user, &pass, b"!!!not base64!!!").await;
     assert_eq!(r.status, 400);
     assert!(r.body_text().contains("base64"), "{}", r.body_text());
-    assert_eq!(post(&s, STAFF, &user, &pass, b64(b"\x30\x03abc").as_bytes()).await.status, 400);
+    assert_eq!(
+        post(&s, STAFF, &user, &pass, b64(b"\x30\x03abc").as_bytes())
+            .await
+            .status,
+        400
+    );
     let r = post(&s, STAFF, &user, &pass, b64(&bad_sig).as_bytes()).await;
     assert_eq!(r.status, 400);
     assert!(r.body_text().contains("signature"), "{}", r.body_text());
     let (duser, dcode) = s.password("devices");
-    let r = post(&s, "/.well-known/est/devices/simpleenroll", &duser, &dcode, b64(&devices_rsa4096).as_bytes()).await;
+    let r = post(
+        &s,
+        "/.well-known/est/devices/simpleenroll",
+        &duser,
+        &dcode,
+        b64(&devices_rsa4096).as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 400, "{}", r.body_text());
     assert!(r.body_text().contains("rsa-4096"), "{}", r.body_text());
     // Device name outside the organisation's domains.
-    let evil = make_csrs("ec-p256", "evil.example.com", 1).unwrap().remove(0).0;
-    assert_eq!(post(&s, "/.well-known/est/devices/simpleenroll", &duser, &dcode, b64(&evil).as_bytes()).await.status, 403);
+    let evil = make_csrs("ec-p256", "evil.example.com", 1)
+        .unwrap()
+        .remove(0)
+        .0;
+    assert_eq!(
+        post(
+            &s,
+            "/.well-known/est/devices/simpleenroll",
+            &duser,
+            &dcode,
+            b64(&evil).as_bytes()
+        )
+        .await
+        .status,
+        403
+    );
     // Oversized body, by Content-Length and by chunks.
     let big = vec![b'A'; 70_000];
     assert_eq!(post(&s, STAFF, &user, &pass, &big).await.status, 413);
@@ -257,7 +494,18 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     let mut c2 = s.connect().await;
     assert_eq!(c2.send_raw(&raw).await.unwrap().status, 413);
     // serverkeygen is a later issue.
-    assert_eq!(post(&s, "/.well-known/est/staff/serverkeygen", &user, &pass, good.as_bytes()).await.status, 501);
+    assert_eq!(
+        post(
+            &s,
+            "/.well-known/est/staff/serverkeygen",
+            &user,
+            &pass,
+            good.as_bytes()
+        )
+        .await
+        .status,
+        501
+    );
 
     assert!(store.certificates().await.unwrap().is_empty());
     assert_eq!(store.count_orders().await.unwrap(), 0);
@@ -270,7 +518,12 @@ async fn repeated_failures_answer_429_with_retry_after() {
     let (user, pass) = s.password("staff");
     let good = b64(&make_csrs("ec-p256", "x", 1).unwrap().remove(0).0);
     for _ in 0..estgate::ra::MAX_FAILURES {
-        assert_eq!(post(&s, STAFF, &user, "wrong", good.as_bytes()).await.status, 401);
+        assert_eq!(
+            post(&s, STAFF, &user, "wrong", good.as_bytes())
+                .await
+                .status,
+            401
+        );
     }
     let r = post(&s, STAFF, &user, &pass, good.as_bytes()).await;
     assert_eq!(r.status, 429, "{}", r.body_text());
@@ -284,7 +537,15 @@ async fn repeated_failures_answer_429_with_retry_after() {
 async fn csrattrs_lists_the_profile_key_types() {
     let s = start().await;
     let mut c = s.connect().await;
-    let r = c.request("GET", "/.well-known/est/devices/csrattrs", &[("User-Agent", "t")], b"").await.unwrap();
+    let r = c
+        .request(
+            "GET",
+            "/.well-known/est/devices/csrattrs",
+            &[("User-Agent", "t")],
+            b"",
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.body_text());
     assert_eq!(r.header("content-type"), Some("application/csrattrs"));
     let der = transfer::decode_base64(&r.body).unwrap();
@@ -297,7 +558,13 @@ async fn csrattrs_lists_the_profile_key_types() {
     .unwrap();
     assert_eq!(der, expected);
     std::fs::write(s.dir.path().join("attrs.der"), &der).unwrap();
-    let parsed = openssl(&["asn1parse", "-inform", "DER", "-in", "attrs.der"], s.dir.path());
-    assert!(parsed.contains("prime256v1") && parsed.contains("rsaEncryption"), "{parsed}");
+    let parsed = openssl(
+        &["asn1parse", "-inform", "DER", "-in", "attrs.der"],
+        s.dir.path(),
+    );
+    assert!(
+        parsed.contains("prime256v1") && parsed.contains("rsaEncryption"),
+        "{parsed}"
+    );
     s.stop().await;
 }

@@ -29,9 +29,16 @@ pub async fn start() -> Server {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     app::prepare_files(&config, clock.now()).unwrap();
     let store = app::open_store(&config).await.unwrap();
-    let demo = estgate::demo::seed(&store, &config, clock.now()).await.unwrap();
+    let demo = estgate::demo::seed(&store, &config, clock.now())
+        .await
+        .unwrap();
     let running = app::start(&config, clock).await.unwrap();
-    Server { running: Some(running), config, demo, dir }
+    Server {
+        running: Some(running),
+        config,
+        demo,
+        dir,
+    }
 }
 
 impl Server {
@@ -44,13 +51,31 @@ impl Server {
     }
 
     pub fn password(&self, label: &str) -> (String, String) {
-        let a = self.demo.accounts.iter().find(|a| a.label == label).unwrap();
+        let a = self
+            .demo
+            .accounts
+            .iter()
+            .find(|a| a.label == label)
+            .unwrap();
         (a.username.clone(), a.password.clone())
     }
 
-    pub async fn connect_with(&self, version: Option<TlsVersion>, client_cert: Option<(Vec<u8>, Vec<u8>)>, alpn_h2: bool) -> Connection {
-        let cfg = client_config(&TlsOptions { roots_pem: self.roots_pem(), client_cert, version, alpn_h2 }).unwrap();
-        Connection::connect(self.addr(), "localhost", cfg).await.unwrap()
+    pub async fn connect_with(
+        &self,
+        version: Option<TlsVersion>,
+        client_cert: Option<(Vec<u8>, Vec<u8>)>,
+        alpn_h2: bool,
+    ) -> Connection {
+        let cfg = client_config(&TlsOptions {
+            roots_pem: self.roots_pem(),
+            client_cert,
+            version,
+            alpn_h2,
+        })
+        .unwrap();
+        Connection::connect(self.addr(), "localhost", cfg)
+            .await
+            .unwrap()
     }
 
     pub async fn connect(&self) -> Connection {
@@ -59,7 +84,10 @@ impl Server {
 
     pub fn issuing_ca_pem(&self) -> PathBuf {
         let chain = std::fs::read_to_string(&self.config.ca_chain).unwrap();
-        let first = chain.split_inclusive("-----END CERTIFICATE-----\n").next().unwrap();
+        let first = chain
+            .split_inclusive("-----END CERTIFICATE-----\n")
+            .next()
+            .unwrap();
         let p = self.dir.path().join("issuing.pem");
         std::fs::write(&p, first).unwrap();
         p
@@ -78,21 +106,40 @@ pub fn pem(der: &[u8]) -> String {
 
 /// `openssl verify` of `leaf` against the server's root with the issuing CA as intermediate.
 pub fn openssl_verify(server: &Server, leaf_der: &[u8], purpose: Option<&str>) {
-    let leaf = server.dir.path().join(format!("leaf-{}.pem", estgate::ra::sha256_hex(leaf_der)));
+    let leaf = server
+        .dir
+        .path()
+        .join(format!("leaf-{}.pem", estgate::ra::sha256_hex(leaf_der)));
     std::fs::write(&leaf, pem(leaf_der)).unwrap();
     let mut cmd = Command::new("openssl");
-    cmd.arg("verify").arg("-CAfile").arg(&server.config.trust_anchor).arg("-untrusted").arg(server.issuing_ca_pem());
+    cmd.arg("verify")
+        .arg("-CAfile")
+        .arg(&server.config.trust_anchor)
+        .arg("-untrusted")
+        .arg(server.issuing_ca_pem());
     if let Some(p) = purpose {
         cmd.arg("-purpose").arg(p);
     }
     let out = cmd.arg(&leaf).output().expect("openssl must be installed");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains(": OK"), "openssl verify: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains(": OK"),
+        "openssl verify: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn openssl(args: &[&str], dir: &Path) -> String {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl must be installed");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
