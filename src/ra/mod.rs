@@ -198,7 +198,7 @@ impl Ra {
     /// Authentication and authorization as DESIGN.md's EST mapping table says.
     async fn authenticate(&self, account: Account, c: &Credentials) -> Result<Authorized, Error> {
         let now = self.clock.now();
-        throttle::check(&self.store, account.id, &c.username, now).await?;
+        let recent_failures = throttle::check(&self.store, account.id, &c.username, now).await?;
         let profile_id = *account
             .profile_ids
             .first()
@@ -225,7 +225,7 @@ impl Ra {
                     throttle::fail(&self.store, account.id, &c.username, now).await?;
                     return Err(Error::unauthorized("wrong email address or secret ID"));
                 };
-                throttle::succeed(&self.store, account.id, &c.username, now).await?;
+                throttle::succeed(&self.store, account.id, &c.username, recent_failures).await?;
                 let org = self.store.organisation(account.organisation_id).await?;
                 if !org.owns(email.domain()) {
                     return Err(Error::forbidden(format!(
@@ -257,7 +257,7 @@ impl Ra {
                     throttle::fail(&self.store, account.id, &c.username, now).await?;
                     return Err(Error::unauthorized("wrong access code"));
                 }
-                throttle::succeed(&self.store, account.id, &c.username, now).await?;
+                throttle::succeed(&self.store, account.id, &c.username, recent_failures).await?;
                 if profile.subject_source == SubjectSource::Person {
                     return Err(Error::forbidden(
                         "this account issues person certificates with an access code, which requires \

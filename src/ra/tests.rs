@@ -607,3 +607,20 @@ async fn allowed_key_types_follow_the_profiles() {
         vec![KeyType::EcP256, KeyType::Rsa { bits: 2048 }]
     );
 }
+
+#[tokio::test]
+async fn a_success_forgets_earlier_failures() {
+    let w = world().await;
+    let csr = ec_csr("x", &[]);
+    for round in 0..2 {
+        for _ in 0..MAX_FAILURES - 1 {
+            assert_eq!(
+                kind(w.enroll("staff", "alice@example.org", "wrong", &csr).await),
+                ErrorKind::Unauthorized
+            );
+        }
+        w.enroll("staff", "alice@example.org", w.alice_secret, &csr)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+    }
+}

@@ -8,8 +8,14 @@ use crate::store::Store;
 pub const MAX_FAILURES: u64 = 5;
 pub const WINDOW_SECS: i64 = 15 * 60;
 
-/// Refuses with 429 while `MAX_FAILURES` failures lie within the window.
-pub async fn check(store: &Store, account: Id, username: &str, now: UnixTime) -> Result<(), Error> {
+/// Refuses with 429 while `MAX_FAILURES` failures lie within the window; otherwise returns
+/// how many recent failures there are.
+pub async fn check(
+    store: &Store,
+    account: Id,
+    username: &str,
+    now: UnixTime,
+) -> Result<u64, Error> {
     let (count, oldest) = store
         .recent_failures(account, username, now - WINDOW_SECS)
         .await?;
@@ -21,22 +27,26 @@ pub async fn check(store: &Store, account: Id, username: &str, now: UnixTime) ->
             format!("too many failed attempts; try again in {retry_after} seconds"),
         ));
     }
-    Ok(())
+    Ok(count)
 }
 
+/// Records a failure; expired failures of any key are swept here, off the success path.
 pub async fn fail(store: &Store, account: Id, username: &str, now: UnixTime) -> Result<(), Error> {
     store.record_failure(account, username, now).await?;
+    store.sweep_failures(now - WINDOW_SECS).await?;
     Ok(())
 }
 
+/// A success forgets this key's failures; with none recorded there is nothing to write,
+/// which keeps the common path free of database writes here.
 pub async fn succeed(
     store: &Store,
     account: Id,
     username: &str,
-    now: UnixTime,
+    recent_failures: u64,
 ) -> Result<(), Error> {
-    store
-        .clear_failures(account, username, now - WINDOW_SECS)
-        .await?;
+    if recent_failures > 0 {
+        store.clear_failures(account, username).await?;
+    }
     Ok(())
 }

@@ -782,21 +782,20 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets failures older than `before` (any key) and all of this key's after a success.
-    pub async fn clear_failures(
-        &self,
-        account_id: Id,
-        username: &str,
-        before: UnixTime,
-    ) -> Result<()> {
+    /// Forgets all failures of one (account, username), after a success.
+    pub async fn clear_failures(&self, account_id: Id, username: &str) -> Result<()> {
         auth_failure::Entity::delete_many()
-            .filter(
-                auth_failure::Column::At
-                    .lt(before)
-                    .or(auth_failure::Column::AccountId
-                        .eq(account_id)
-                        .and(auth_failure::Column::Username.eq(username))),
-            )
+            .filter(auth_failure::Column::AccountId.eq(account_id))
+            .filter(auth_failure::Column::Username.eq(username))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets failures older than `before`, of every key.
+    pub async fn sweep_failures(&self, before: UnixTime) -> Result<()> {
+        auth_failure::Entity::delete_many()
+            .filter(auth_failure::Column::At.lt(before))
             .exec(&self.db)
             .await?;
         Ok(())

@@ -9,7 +9,10 @@ use estgate::config::{Config, Overrides};
 use estgate::domain::{Clock, SystemClock};
 
 fn config(dir: &std::path::Path, env: impl Fn(&str) -> Option<String>) -> Config {
-    let overrides = Overrides { data_dir: Some(dir.to_path_buf()), listen: Some("127.0.0.1:0".into()) };
+    let overrides = Overrides {
+        data_dir: Some(dir.to_path_buf()),
+        listen: Some("127.0.0.1:0".into()),
+    };
     Config::load(None, env, &overrides).unwrap()
 }
 
@@ -25,16 +28,32 @@ async fn keys_are_private_and_reused_on_restart() {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let first = app::start(&c, clock.clone()).await.unwrap();
     first.stop().await;
-    let files = ["ca.pem", "ca-chain.pem", "issuing-ca.key", "root-ca.key", "tls.pem", "tls.key"];
-    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(data.join(f)).unwrap()).collect();
+    let files = [
+        "ca.pem",
+        "ca-chain.pem",
+        "issuing-ca.key",
+        "root-ca.key",
+        "tls.pem",
+        "tls.key",
+    ];
+    let before: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(data.join(f)).unwrap())
+        .collect();
     for key in ["issuing-ca.key", "root-ca.key", "tls.key"] {
         assert_eq!(mode(&data.join(key)), 0o600, "{key}");
     }
     assert_eq!(mode(&data), 0o700);
     let second = app::start(&c, clock).await.unwrap();
     second.stop().await;
-    let after: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(data.join(f)).unwrap()).collect();
-    assert_eq!(before, after, "a restart must not regenerate keys or certificates");
+    let after: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(data.join(f)).unwrap())
+        .collect();
+    assert_eq!(
+        before, after,
+        "a restart must not regenerate keys or certificates"
+    );
 }
 
 #[tokio::test]
@@ -44,7 +63,10 @@ async fn demo_credentials_file_is_private_and_complete() {
     s.demo.write(&path).unwrap();
     assert_eq!(mode(&path), 0o600);
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.starts_with("enroll_url = \"https://localhost:"), "{text}");
+    assert!(
+        text.starts_with("enroll_url = \"https://localhost:"),
+        "{text}"
+    );
     assert_eq!(text.matches("[[accounts]]").count(), 2);
     for a in &s.demo.accounts {
         assert!(text.contains(&format!("label = \"{}\"", a.label)));
@@ -61,7 +83,10 @@ async fn a_configured_ca_is_used_and_no_development_ca_is_made() {
     std::fs::create_dir_all(&theirs).unwrap();
     let files = estgate::ca::dev::PkiFiles::in_dir(&theirs);
     estgate::ca::dev::ensure_dev_ca(&files, SystemClock.now()).unwrap();
-    let (chain, key) = (files.ca_chain.display().to_string(), files.ca_key.display().to_string());
+    let (chain, key) = (
+        files.ca_chain.display().to_string(),
+        files.ca_key.display().to_string(),
+    );
     let data = dir.path().join("data");
     let c = config(&data, move |k| match k {
         "ESTGATE_CA_CHAIN" => Some(chain.clone()),
@@ -72,10 +97,15 @@ async fn a_configured_ca_is_used_and_no_development_ca_is_made() {
     let running = app::start(&c, Arc::new(SystemClock)).await.unwrap();
     assert_eq!(running.ra.ca_chain().len(), 2);
     running.stop().await;
-    assert!(!data.join("issuing-ca.key").exists(), "no development CA when one is configured");
+    assert!(
+        !data.join("issuing-ca.key").exists(),
+        "no development CA when one is configured"
+    );
     assert_eq!(
         std::fs::read_to_string(data.join("ca.pem")).unwrap(),
-        std::fs::read_to_string(&files.trust_anchor).unwrap().replace("\r\n", "\n"),
+        std::fs::read_to_string(&files.trust_anchor)
+            .unwrap()
+            .replace("\r\n", "\n"),
         "the configured chain's root is published as the trust anchor"
     );
 }
