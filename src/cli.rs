@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Overrides};
 use crate::domain::{
     generate_secret, hash_secret, Actor, AuthType, Authorization, Clock, CsrMethod, EmailAddress,
-    KeyType, Secret, SubjectSource, SystemClock,
+    Id, KeyType, Secret, SubjectSource, SystemClock,
 };
 use crate::store::{AuditEntry, NewAccount, NewEndpoint, NewPerson, NewProfile, Store};
 
@@ -286,6 +286,15 @@ fn parse_list<T>(
         .collect()
 }
 
+/// An organisation's domain: a DNS name with at least two labels.
+fn check_domain(d: &str) -> Result<(), CliError> {
+    if crate::domain::is_dns_name(d) && d.contains('.') {
+        Ok(())
+    } else {
+        Err(CliError(format!("{d:?} is not a domain name")))
+    }
+}
+
 fn fmt_time(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
@@ -310,6 +319,15 @@ impl Admin {
             .map_err(err)
     }
 
+    async fn department_id(&self, org: Id, name: Option<&str>) -> Result<Option<Id>, CliError> {
+        match name {
+            Some(d) => Ok(Some(
+                self.store.department_by_name(org, d).await.map_err(err)?.id,
+            )),
+            None => Ok(None),
+        }
+    }
+
     pub async fn run(&self, cmd: &Command) -> Result<(), CliError> {
         match cmd {
             Command::Serve(_) => Err(CliError("serve is not an admin command".into())),
@@ -327,9 +345,7 @@ impl Admin {
         match c {
             OrgCmd::Add { name, domains } => {
                 for d in domains {
-                    if !crate::domain::is_dns_name(d) || !d.contains('.') {
-                        return Err(CliError(format!("{d:?} is not a domain name")));
-                    }
+                    check_domain(d)?;
                 }
                 let org = self
                     .store
@@ -350,9 +366,7 @@ impl Admin {
                 );
             }
             OrgCmd::AddDomain { name, domain } => {
-                if !crate::domain::is_dns_name(domain) || !domain.contains('.') {
-                    return Err(CliError(format!("{domain:?} is not a domain name")));
-                }
+                check_domain(domain)?;
                 let org = self.store.organisation_by_name(name).await.map_err(err)?;
                 self.store.add_domain(org.id, domain).await.map_err(err)?;
                 self.audit(
@@ -419,16 +433,7 @@ impl Admin {
                         org.domains.join(", ")
                     )));
                 }
-                let department_id = match dept {
-                    Some(d) => Some(
-                        self.store
-                            .department_by_name(org.id, d)
-                            .await
-                            .map_err(err)?
-                            .id,
-                    ),
-                    None => None,
-                };
+                let department_id = self.department_id(org.id, dept.as_deref()).await?;
                 let secret = match (secret_id, no_secret_id) {
                     (_, true) => None,
                     (Some(s), _) => Some((Secret::new(s.clone()), false)),
@@ -675,16 +680,7 @@ impl Admin {
                     .endpoint_by_name(org.id, endpoint)
                     .await
                     .map_err(err)?;
-                let department_id = match dept {
-                    Some(d) => Some(
-                        self.store
-                            .department_by_name(org.id, d)
-                            .await
-                            .map_err(err)?
-                            .id,
-                    ),
-                    None => None,
-                };
+                let department_id = self.department_id(org.id, dept.as_deref()).await?;
                 let mut profile_ids = Vec::new();
                 for p in profiles {
                     profile_ids.push(self.store.profile_by_name(p).await.map_err(err)?.id);
