@@ -624,3 +624,42 @@ async fn a_success_forgets_earlier_failures() {
             .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
     }
 }
+
+#[tokio::test]
+async fn reenroll_accepts_the_same_subject_in_another_string_encoding() {
+    // strongSwan writes PrintableString where rcgen wrote UTF8String (divergences.md).
+    let w = world().await;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let first = w
+        .enroll(
+            "devices",
+            "d",
+            w.device_code,
+            &csr_with(&key, "d1.example.org", &["d1.example.org"]),
+        )
+        .await
+        .unwrap();
+    let printable = |s: &str| rcgen::DnValue::PrintableString(s.try_into().unwrap());
+    let mut p = CertificateParams::new(vec!["d1.example.org".to_string()]).unwrap();
+    p.distinguished_name
+        .push(DnType::CommonName, printable("D1.example.org"));
+    p.distinguished_name
+        .push(DnType::OrganizationName, printable("Org"));
+    let csr = p.serialize_request(&key).unwrap().der().to_vec();
+    let acc = w.account("devices").await;
+    w.ra.reenroll(acc.clone(), Some(&first.der), &csr, "t")
+        .await
+        .unwrap();
+    // Same values in another order is another name.
+    let mut q = CertificateParams::new(vec!["d1.example.org".to_string()]).unwrap();
+    q.distinguished_name = rcgen::DistinguishedName::new();
+    q.distinguished_name
+        .push(DnType::OrganizationName, printable("Org"));
+    q.distinguished_name
+        .push(DnType::CommonName, printable("d1.example.org"));
+    let swapped = q.serialize_request(&key).unwrap().der().to_vec();
+    assert_eq!(
+        kind(w.ra.reenroll(acc, Some(&first.der), &swapped, "t").await),
+        ErrorKind::Forbidden
+    );
+}
