@@ -2,6 +2,7 @@
 //! No database, no HTTP, no credentials. Also makes the development PKI for `serve`.
 
 pub mod dev;
+pub mod keys;
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
