@@ -4,7 +4,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod csrattrs;
-mod der;
+pub mod der;
 pub mod media;
 pub mod multipart;
 pub mod path;

@@ -3,6 +3,7 @@
 
 pub mod dev;
 pub mod keys;
+pub mod pkcs12;
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,

@@ -5,4 +5,5 @@
 mod architecture;
 mod data_dir;
 mod est;
+mod pkcs12;
 mod support;
