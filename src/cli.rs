@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Overrides};
 use crate::domain::{
     generate_secret, hash_secret, Actor, AuthType, Authorization, Clock, CsrMethod, EmailAddress,
-    Id, KeyType, Secret, SubjectSource, SystemClock,
+    Id, KeyType, Pkcs12Encryption, Secret, SubjectSource, SystemClock,
 };
 use crate::store::{AuditEntry, NewAccount, NewEndpoint, NewPerson, NewProfile, Store};
 
@@ -218,6 +218,9 @@ pub enum AccountCmd {
         /// Allow an empty PKCS#12 password for server-generated keys
         #[arg(long)]
         allow_empty_p12_password: bool,
+        /// Default PKCS#12 encryption for server-generated keys: modern or legacy
+        #[arg(long, default_value = "modern")]
+        p12_encryption: String,
         /// access-code or none
         #[arg(long)]
         authorization: String,
@@ -669,6 +672,7 @@ impl Admin {
                 profiles,
                 csr_method,
                 allow_empty_p12_password,
+                p12_encryption,
                 authorization,
                 access_code,
                 label,
@@ -702,6 +706,12 @@ impl Admin {
                         )));
                     }
                 }
+                let pkcs12_encryption =
+                    Pkcs12Encryption::parse(p12_encryption).ok_or_else(|| {
+                        CliError(format!(
+                            "--p12-encryption must be modern or legacy, not {p12_encryption:?}"
+                        ))
+                    })?;
                 let code = match (authorization, access_code) {
                     (Authorization::AccessCode, Some(c)) => {
                         if c.len() < 8 {
@@ -732,6 +742,7 @@ impl Admin {
                         access_code_hash: code.as_ref().map(|(c, _)| hash_secret(c)),
                         est_label: label.clone(),
                         is_default: *default,
+                        pkcs12_encryption,
                         profile_ids,
                     })
                     .await

@@ -8,7 +8,7 @@ use crate::cli::SECRET_LEN;
 use crate::config::Config;
 use crate::domain::{
     generate_secret, hash_secret, Actor, AuthType, Authorization, CsrMethod, EmailAddress, KeyType,
-    SubjectSource, UnixTime,
+    Pkcs12Encryption, SubjectSource, UnixTime,
 };
 use crate::store::{AuditEntry, NewAccount, NewEndpoint, NewPerson, NewProfile, Store, StoreError};
 
@@ -150,6 +150,7 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
                 access_code_hash: None,
                 est_label: Some("staff".into()),
                 is_default: true,
+                pkcs12_encryption: Pkcs12Encryption::Modern,
                 profile_ids: vec![person_profile.id],
             })
             .await?;
@@ -174,6 +175,7 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
                     access_code_hash: Some(hash_secret(&access_code)),
                     est_label: Some("devices".into()),
                     is_default: false,
+                    pkcs12_encryption: Pkcs12Encryption::Modern,
                     profile_ids: vec![device_profile.id],
                 })
                 .await?;

@@ -16,22 +16,7 @@ use estgate_protocol::der::{integer, seq, tlv, SEQUENCE, SET};
 use zeroize::Zeroizing;
 
 use super::CaError;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pkcs12Encryption {
-    Modern,
-    Legacy,
-}
-
-impl Pkcs12Encryption {
-    pub fn parse(s: &str) -> Option<Pkcs12Encryption> {
-        match s {
-            "modern" => Some(Pkcs12Encryption::Modern),
-            "legacy" => Some(Pkcs12Encryption::Legacy),
-            _ => None,
-        }
-    }
-}
+pub use crate::domain::Pkcs12Encryption;
 
 pub const ITERATIONS_MODERN: u32 = 100_000;
 /// Old Windows keychains time out on high counts; 2048 is what they were written with.

@@ -124,6 +124,11 @@ str_enum!(
     AuthType { EmailConfirmation = "email-confirmation", SecretId = "secret-id" }
 );
 str_enum!(
+    /// PKCS#12 encryption: `modern` (PBES2, AES-256, HMAC-SHA256) or `legacy` (3DES, SHA-1)
+    /// for older Windows and macOS keychains.
+    Pkcs12Encryption { Modern = "modern", Legacy = "legacy" }
+);
+str_enum!(
     OrderStatus {
         PendingApproval = "pending_approval",
         Approved = "approved",
@@ -230,6 +235,7 @@ pub struct Account {
     pub access_code_hash: Option<SecretHash>,
     pub est_label: Option<String>,
     pub is_default: bool,
+    pub pkcs12_encryption: Pkcs12Encryption,
     /// In the account's order; the first is the one EST uses.
     pub profile_ids: Vec<Id>,
 }

@@ -142,6 +142,7 @@ async fn world() -> World {
         access_code_hash: code.map(|c| hash_secret(&Secret::new(c))),
         est_label: Some(label.into()),
         is_default: default,
+        pkcs12_encryption: crate::domain::Pkcs12Encryption::Modern,
         profile_ids: vec![profile],
     };
     store

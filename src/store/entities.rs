@@ -91,6 +91,7 @@ entity!(account, "account", {
     pub access_code_hash: Option<String>,
     pub est_label: Option<String>,
     pub is_default: bool,
+    pub pkcs12_encryption: String,
 });
 
 entity!(account_profile, "account_profile", {

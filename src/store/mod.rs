@@ -13,8 +13,8 @@ use entities::*;
 
 use crate::domain::{
     Account, Actor, AuthType, Authorization, CertStatus, CertificateRecord, CsrMethod, Department,
-    EmailAddress, Endpoint, Id, KeyType, Order, OrderStatus, Organisation, Person, Profile,
-    SecretHash, SubjectSource, UnixTime,
+    EmailAddress, Endpoint, Id, KeyType, Order, OrderStatus, Organisation, Person,
+    Pkcs12Encryption, Profile, SecretHash, SubjectSource, UnixTime,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +111,7 @@ pub struct NewAccount {
     pub access_code_hash: Option<SecretHash>,
     pub est_label: Option<String>,
     pub is_default: bool,
+    pub pkcs12_encryption: Pkcs12Encryption,
     pub profile_ids: Vec<Id>,
 }
 
@@ -517,6 +518,7 @@ impl Store {
             access_code_hash: Set(a.access_code_hash.map(|h| h.as_str().to_string())),
             est_label: Set(a.est_label.clone()),
             is_default: Set(a.is_default),
+            pkcs12_encryption: Set(a.pkcs12_encryption.as_str().to_string()),
             ..Default::default()
         }
         .insert(&txn)
@@ -561,6 +563,8 @@ impl Store {
             access_code_hash: m.access_code_hash.map(SecretHash::from_stored),
             est_label: m.est_label,
             is_default: m.is_default,
+            pkcs12_encryption: Pkcs12Encryption::parse(&m.pkcs12_encryption)
+                .ok_or_else(|| corrupt("PKCS#12 encryption", &m.pkcs12_encryption))?,
             profile_ids,
         })
     }

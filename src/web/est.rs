@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Extension, Router};
 use base64::Engine;
-use estgate_protocol::{csrattrs, media, path::Operation, pkcs7, transfer};
+use estgate_protocol::{csrattrs, media, multipart, path::Operation, pkcs7, transfer};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::{problem, AppState, ConnInfo};
-use crate::domain::Secret;
+use crate::domain::{generate_secret, Pkcs12Encryption, Secret};
 use crate::error::{Error, ErrorKind};
 use crate::ra::Credentials;
 
@@ -135,7 +135,61 @@ async fn handle(
                 wrap,
             ))
         }
-        Operation::ServerKeyGen | Operation::FullCmc => Err(Error::new(
+        Operation::ServerKeyGen => {
+            let csr = pkcs10_body(&headers, body.as_deref().unwrap_or_default())?;
+            let source = conn.peer.to_string();
+            // Beyond RFC 7030 (protocol/docs/divergences.md): `Accept: application/pkcs12`
+            // asks for one password-protected file instead of the multipart answer.
+            let pkcs12 = if accepts(&headers, media::PKCS12) {
+                let password = pkcs12_password(&headers)?;
+                ra.check_pkcs12_password(&account, password.expose())?;
+                let encryption = match headers.get("pkcs12-encryption") {
+                    None => account.pkcs12_encryption,
+                    Some(v) => v
+                        .to_str()
+                        .ok()
+                        .and_then(|v| Pkcs12Encryption::parse(&v.trim().to_ascii_lowercase()))
+                        .ok_or_else(|| {
+                            Error::malformed("PKCS12-Encryption must be modern or legacy")
+                        })?,
+                };
+                Some((password, encryption))
+            } else {
+                None
+            };
+            let out = ra
+                .enroll_with_server_key(account, credentials(&headers), &csr, &source)
+                .await?;
+            match pkcs12 {
+                Some((password, encryption)) => {
+                    let file = ra.pkcs12(&out, &password, encryption).await?;
+                    Ok(base64_response(media::PKCS12, &file, wrap))
+                }
+                None => {
+                    let certs = pkcs7::certs_only(&[&out.issued.der]);
+                    let boundary = format!("estgate-{}", generate_secret(24).expose());
+                    let (content_type, body) = multipart::encode(
+                        &[
+                            multipart::Part {
+                                content_type: media::PKCS8,
+                                body_der: &out.key.pkcs8,
+                            },
+                            multipart::Part {
+                                content_type: media::PKCS7_CERTS_ONLY,
+                                body_der: &certs,
+                            },
+                        ],
+                        &boundary,
+                        wrap,
+                    );
+                    Ok(
+                        (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body)
+                            .into_response(),
+                    )
+                }
+            }
+        }
+        Operation::FullCmc => Err(Error::new(
             ErrorKind::NotImplemented,
             format!("{} is not supported by this server yet", op.as_str()),
         )),
@@ -203,6 +257,36 @@ fn pkcs10_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Error> {
     transfer::decode_base64(body).map_err(|_| {
         Error::malformed("the request body is not base64 (RFC 8951: a base64-encoded PKCS#10 CSR)")
     })
+}
+
+/// Whether the Accept header lists `media` (parameters and q-values ignored).
+fn accepts(headers: &HeaderMap, media: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            item.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(media))
+        })
+}
+
+/// `PKCS12-Password: base64(UTF-8 password)`; absent means the empty password.
+fn pkcs12_password(headers: &HeaderMap) -> Result<Secret, Error> {
+    let Some(value) = headers.get("pkcs12-password") else {
+        return Ok(Secret::new(""));
+    };
+    let bad = || Error::malformed("PKCS12-Password must be the base64 of the UTF-8 password");
+    let text = value.to_str().map_err(|_| bad())?;
+    let bytes = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|_| bad())?,
+    );
+    let password = std::str::from_utf8(&bytes).map_err(|_| bad())?;
+    Ok(Secret::new(password))
 }
 
 /// HTTP Basic credentials; a malformed header counts as none (the client gets a 401).

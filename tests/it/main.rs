@@ -6,4 +6,5 @@ mod architecture;
 mod data_dir;
 mod est;
 mod pkcs12;
+mod serverkeygen;
 mod support;

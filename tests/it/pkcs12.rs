@@ -6,8 +6,9 @@
 use std::process::Command;
 
 use estgate::ca::keys::generate;
-use estgate::ca::pkcs12::{build, Pkcs12Encryption};
+use estgate::ca::pkcs12::build;
 use estgate::domain::KeyType;
+use estgate::domain::Pkcs12Encryption;
 
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd
