@@ -55,6 +55,10 @@ struct Args {
     /// TLS version: 1.2 or 1.3 (default: negotiate)
     #[arg(long)]
     tls: Option<String>,
+    /// Instead of sending requests, time N raw key generations of --key-type on this
+    /// machine with the server's backend (aws-lc-rs), for comparison with /serverkeygen
+    #[arg(long, value_name = "N")]
+    raw_keygen: Option<usize>,
 }
 
 struct Target {
@@ -94,6 +98,25 @@ fn parse_url(url: &str) -> Result<Target, String> {
     })
 }
 
+/// One key pair of the given type, generated as the server does (aws-lc-rs through rcgen).
+fn make_keys(key_type: &str) -> Result<(), String> {
+    let r = match key_type {
+        "ec-p256" => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        "ec-p384" => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+        "rsa-2048" => {
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        }
+        "rsa-3072" => {
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_3072)
+        }
+        "rsa-4096" => {
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_4096)
+        }
+        other => return Err(format!("unknown key type {other}")),
+    };
+    r.map(|_| ()).map_err(|e| e.to_string())
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -105,6 +128,22 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
+    if let Some(n) = args.raw_keygen {
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            make_keys(&args.key_type)?;
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "RESULT raw-keygen key={} n={n} p50_ms={:.2} p99_ms={:.2}",
+            args.key_type,
+            percentile(&times, 0.50),
+            percentile(&times, 0.99)
+        );
+        return Ok(());
+    }
     let target = Arc::new(parse_url(&args.url)?);
     let version = match args.tls.as_deref() {
         None => None,

@@ -664,3 +664,64 @@ async fn reenroll_accepts_the_same_subject_in_another_string_encoding() {
         ErrorKind::Forbidden
     );
 }
+
+#[tokio::test]
+async fn respelling_the_username_does_not_reset_the_count() {
+    let w = world().await;
+    let csr = ec_csr("x", &[]);
+    for user in [
+        "alice@example.org",
+        "ALICE@example.org",
+        " Alice@Example.Org",
+        "alice@EXAMPLE.org",
+        "aLiCe@example.org",
+    ] {
+        assert_eq!(
+            kind(w.enroll("staff", user, "wrong", &csr).await),
+            ErrorKind::Unauthorized
+        );
+    }
+    assert!(matches!(
+        kind(
+            w.enroll("staff", "Alice@Example.ORG", w.alice_secret, &csr)
+                .await
+        ),
+        ErrorKind::RateLimited { .. }
+    ));
+}
+
+#[tokio::test]
+async fn access_code_guesses_are_limited_per_address_whatever_the_device_name() {
+    let w = world().await;
+    let csr = ec_csr("d.example.org", &[]);
+    let acc = w.account("devices").await;
+    for i in 0..MAX_FAILURES_PER_ADDRESS {
+        let r =
+            w.ra.enroll(
+                acc.clone(),
+                creds(&format!("dev{i}"), "guess"),
+                &csr,
+                "192.0.2.9:4000",
+            )
+            .await;
+        assert_eq!(kind(r), ErrorKind::Unauthorized, "attempt {i}");
+    }
+    let r =
+        w.ra.enroll(
+            acc.clone(),
+            creds("dev-new", w.device_code),
+            &csr,
+            "192.0.2.9:4001",
+        )
+        .await;
+    assert!(matches!(kind(r), ErrorKind::RateLimited { .. }));
+    // Another address is not affected.
+    w.ra.enroll(
+        acc,
+        creds("dev-new", w.device_code),
+        &csr,
+        "192.0.2.10:4000",
+    )
+    .await
+    .unwrap();
+}
