@@ -242,6 +242,27 @@ pub enum AccountCmd {
 pub enum CertCmd {
     /// List issued certificates: serial, subject, validity, status
     List,
+    /// Issue a certificate with a server-generated key and write it as a PKCS#12 file
+    Issue {
+        /// EST label of the account to issue on
+        #[arg(long)]
+        account: String,
+        /// The person's email (person profiles) or the device's DNS name (device profiles)
+        #[arg(long)]
+        subject: String,
+        /// Key type (default: the profile's default)
+        #[arg(long)]
+        key_type: Option<String>,
+        /// Where to write the PKCS#12 file (must not exist; written with mode 0600)
+        #[arg(long)]
+        p12: PathBuf,
+        /// Read the PKCS#12 password from this file's first line instead of prompting twice
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// modern or legacy (default: the account's)
+        #[arg(long)]
+        p12_encryption: Option<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -264,12 +285,131 @@ pub fn load_config(cli: &Cli, listen: Option<String>) -> Result<Config, CliError
 pub async fn admin(cli: &Cli, config: &Config) -> Result<(), CliError> {
     crate::app::prepare_files(config, SystemClock.now()).map_err(err)?;
     let store = crate::app::open_store(config).await.map_err(err)?;
+    if let Command::Cert(CertCmd::Issue {
+        account,
+        subject,
+        key_type,
+        p12,
+        password_file,
+        p12_encryption,
+    }) = &cli.command
+    {
+        let ca = crate::ca::Ca::load(&config.ca_chain, &config.ca_key).map_err(err)?;
+        let ra = crate::ra::Ra::new(store, std::sync::Arc::new(ca), Arc::new(SystemClock));
+        return issue_p12(
+            &ra,
+            account,
+            subject,
+            key_type.as_deref(),
+            p12,
+            password_file.as_deref(),
+            p12_encryption.as_deref(),
+        )
+        .await;
+    }
     let admin = Admin {
         store,
         clock: Arc::new(SystemClock),
         actor: Actor::cli(),
     };
     admin.run(&cli.command).await
+}
+
+/// `cert issue`: checks everything that can be refused (account, key type, password,
+/// output file) before a key is generated, then writes the PKCS#12 file with mode 0600.
+async fn issue_p12(
+    ra: &crate::ra::Ra,
+    label: &str,
+    subject: &str,
+    key_type: Option<&str>,
+    out: &std::path::Path,
+    password_file: Option<&std::path::Path>,
+    encryption: Option<&str>,
+) -> Result<(), CliError> {
+    let account = ra.account_for_label(Some(label)).await.map_err(err)?;
+    let key_type = match key_type {
+        Some(k) => {
+            Some(KeyType::parse(k).ok_or_else(|| CliError(format!("unknown key type {k:?}")))?)
+        }
+        None => None,
+    };
+    let encryption = match encryption {
+        Some(e) => Pkcs12Encryption::parse(e).ok_or_else(|| {
+            CliError(format!(
+                "--p12-encryption must be modern or legacy, not {e:?}"
+            ))
+        })?,
+        None => account.pkcs12_encryption,
+    };
+    if out.exists() {
+        return Err(CliError(format!(
+            "{} exists; not overwriting it",
+            out.display()
+        )));
+    }
+    let password = read_p12_password(password_file)?;
+    ra.check_pkcs12_password(&account, password.expose())
+        .map_err(err)?;
+    let issued = ra
+        .issue_with_server_key_as_admin(account, subject, key_type, Actor::cli())
+        .await
+        .map_err(err)?;
+    let file = ra
+        .pkcs12(&issued, &password, encryption)
+        .await
+        .map_err(err)?;
+    crate::ca::dev::write_new(out, &file, 0o600).map_err(err)?;
+    println!(
+        "issued certificate {} for {}; PKCS#12 ({}) written to {}",
+        issued.issued.serial,
+        issued.friendly_name,
+        encryption,
+        out.display()
+    );
+    Ok(())
+}
+
+/// The PKCS#12 password: the first line of a file, or typed twice at a prompt.
+fn read_p12_password(file: Option<&std::path::Path>) -> Result<Secret, CliError> {
+    if let Some(f) = file {
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(f).map_err(|e| CliError(format!("{}: {e}", f.display())))?,
+        );
+        return Ok(Secret::new(text.lines().next().unwrap_or("")));
+    }
+    let first = prompt("PKCS#12 password: ")?;
+    let second = prompt("Repeat the PKCS#12 password: ")?;
+    if first.expose() != second.expose() {
+        return Err(CliError(
+            "the two passwords differ; nothing was issued".into(),
+        ));
+    }
+    Ok(first)
+}
+
+/// Reads one line from standard input, with echo off when it is a terminal.
+fn prompt(label: &str) -> Result<Secret, CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let tty = std::io::stdin().is_terminal();
+    eprint!("{label}");
+    let _ = std::io::stderr().flush();
+    let stty = |arg: &str| {
+        let _ = std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status();
+    };
+    if tty {
+        stty("-echo");
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if tty {
+        stty("echo");
+        eprintln!();
+    }
+    read.map_err(|e| CliError(format!("reading the password: {e}")))?;
+    Ok(Secret::new(line.trim_end_matches(['\r', '\n'])))
 }
 
 pub struct Admin {
@@ -341,6 +481,9 @@ impl Admin {
             Command::Endpoint(c) => self.endpoint(c).await,
             Command::Account(c) => self.account(c).await,
             Command::Cert(CertCmd::List) => self.certs().await,
+            Command::Cert(CertCmd::Issue { .. }) => {
+                Err(CliError("cert issue runs through the RA".into()))
+            }
         }
     }
 

@@ -183,15 +183,111 @@ impl Ra {
         csr.key = key_type;
         csr.spki_der = key.spki_der.clone();
         let plan = self.plan(&auth, &csr).await?;
-        let friendly_name = match plan.emails.first() {
-            Some(e) => format!("{} <{e}>", plan.subject.common_name),
-            None => plan.subject.common_name.clone(),
-        };
+        let friendly_name = friendly_name(&plan);
         let actor = Actor {
             name: auth.requester.clone(),
             source: source.to_string(),
         };
         let issued = self.issue(&auth, &csr, plan, actor, "serverkeygen").await?;
+        Ok(ServerKeyIssued {
+            issued,
+            key,
+            friendly_name,
+            allow_empty_pkcs12_password: auth.account.allow_empty_pkcs12_password,
+        })
+    }
+
+    /// An administrator issues a certificate with a server-generated key on an account, for
+    /// a person (by email) or a device (by DNS name), with the same policy as EST but no
+    /// credentials: the caller is trusted to run the admin CLI against this database.
+    pub async fn issue_with_server_key_as_admin(
+        &self,
+        account: Account,
+        subject: &str,
+        key_type: Option<crate::domain::KeyType>,
+        actor: Actor,
+    ) -> Result<ServerKeyIssued, Error> {
+        if !account.csr_method.allows_server() {
+            return Err(Error::forbidden(
+                "this account does not allow server-side key generation",
+            ));
+        }
+        let profile_id = *account
+            .profile_ids
+            .first()
+            .ok_or_else(|| Error::forbidden("this account has no certificate profile"))?;
+        let profile = self.store.profile(profile_id).await?;
+        let key_type = match key_type {
+            Some(k) if profile.key_types.contains(&k) => k,
+            Some(k) => {
+                return Err(Error::bad_csr(format!(
+                    "key type {} is not allowed by profile {:?}",
+                    k.as_str(),
+                    profile.name
+                )))
+            }
+            None => profile.default_key_type,
+        };
+        let (person, requester, names) = match profile.subject_source {
+            SubjectSource::Person => {
+                let email = EmailAddress::parse(subject).ok_or_else(|| {
+                    Error::malformed(format!("{subject:?} is not an email address"))
+                })?;
+                let person = self
+                    .store
+                    .person_by_email(&email)
+                    .await?
+                    .filter(|p| p.organisation_id == account.organisation_id)
+                    .ok_or_else(|| {
+                        Error::not_found(format!(
+                            "no person {email} in this account's organisation"
+                        ))
+                    })?;
+                if account.department_id.is_some() && person.department_id != account.department_id
+                {
+                    return Err(Error::forbidden(
+                        "the person is not in this account's department",
+                    ));
+                }
+                let org = self.store.organisation(account.organisation_id).await?;
+                if !org.owns(email.domain()) {
+                    return Err(Error::forbidden(format!(
+                        "{} is not a verified domain of {}",
+                        email.domain(),
+                        org.name
+                    )));
+                }
+                (Some(person), email.to_string(), Vec::new())
+            }
+            SubjectSource::Device => (None, subject.to_string(), vec![subject.to_string()]),
+        };
+        let key = self
+            .keygen
+            .generate(key_type)
+            .await
+            .map_err(Error::internal)?;
+        // The plan is built from a request of the administrator's making, so the same
+        // policy code decides as for EST.
+        let csr = Csr {
+            der: key.spki_der.clone(),
+            spki_der: key.spki_der.clone(),
+            key: key_type,
+            subject_der: Vec::new(),
+            common_name: names.first().cloned(),
+            dns_names: names,
+            emails: Vec::new(),
+            has_subject_alt_name: false,
+            decrypt_key_identifier: false,
+        };
+        let auth = Authorized {
+            account,
+            profile,
+            person,
+            requester,
+        };
+        let plan = self.plan(&auth, &csr).await?;
+        let friendly_name = friendly_name(&plan);
+        let issued = self.issue(&auth, &csr, plan, actor, "admin-issue").await?;
         Ok(ServerKeyIssued {
             issued,
             key,
@@ -509,6 +605,14 @@ async fn verify_off_executor(secret: &Secret, hash: SecretHash) -> bool {
     tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
         .await
         .unwrap_or(false)
+}
+
+/// PKCS#12 friendlyName: "Name <email>" for persons, the CN for devices.
+fn friendly_name(plan: &IssuancePlan) -> String {
+    match plan.emails.first() {
+        Some(e) => format!("{} <{e}>", plan.subject.common_name),
+        None => plan.subject.common_name.clone(),
+    }
 }
 
 fn dummy_hash() -> &'static SecretHash {

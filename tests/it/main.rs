@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod architecture;
+mod cli;
 mod data_dir;
 mod est;
 mod pkcs12;
