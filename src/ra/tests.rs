@@ -725,3 +725,47 @@ async fn access_code_guesses_are_limited_per_address_whatever_the_device_name() 
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn csr_generation_method_decides_between_enroll_and_serverkeygen() {
+    let w = world().await;
+    let staff = w.account("staff").await;
+    let csr = ec_csr("x", &[]);
+    for (method, client_ok, server_ok) in [
+        (crate::domain::CsrMethod::Client, true, false),
+        (crate::domain::CsrMethod::Server, false, true),
+    ] {
+        let label = format!("only-{method}");
+        let account = w
+            .store
+            .create_account(NewAccount {
+                endpoint_id: staff.endpoint_id,
+                organisation_id: staff.organisation_id,
+                department_id: None,
+                name: label.clone(),
+                csr_method: method,
+                allow_empty_pkcs12_password: false,
+                authorization: Authorization::None,
+                access_code_hash: None,
+                est_label: Some(label.clone()),
+                is_default: false,
+                pkcs12_encryption: crate::domain::Pkcs12Encryption::Modern,
+                profile_ids: staff.profile_ids.clone(),
+            })
+            .await
+            .unwrap();
+        let c = || creds("alice@example.org", w.alice_secret);
+        let client = w.ra.enroll(account.clone(), c(), &csr, "t").await;
+        let server =
+            w.ra.enroll_with_server_key(account.clone(), c(), &csr, "t")
+                .await;
+        assert_eq!(client.is_ok(), client_ok, "{method}: {client:?}");
+        assert_eq!(server.is_ok(), server_ok, "{method}");
+        if !client_ok {
+            assert_eq!(client.unwrap_err().kind, ErrorKind::Forbidden);
+        }
+        if !server_ok {
+            assert_eq!(server.unwrap_err().kind, ErrorKind::Forbidden);
+        }
+    }
+}
