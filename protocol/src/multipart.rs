@@ -8,15 +8,16 @@ pub struct Part<'a> {
     pub body_der: &'a [u8],
 }
 
-/// Returns the Content-Type header value and the body.
+/// Returns the Content-Type header value and the body. The body may hold a private key:
+/// the caller owns (and zeroizes) it; the part encodings made here are zeroized.
 pub fn encode(parts: &[Part<'_>], boundary: &str, wrap: Wrap) -> (String, Vec<u8>) {
-    let mut body = String::new();
+    let mut body = String::with_capacity(parts.iter().map(|p| p.body_der.len() * 2 + 128).sum());
     for p in parts {
         body.push_str(&format!(
             "--{boundary}\r\nContent-Type: {}\r\nContent-Transfer-Encoding: base64\r\n\r\n",
             p.content_type
         ));
-        body.push_str(&encode_base64(p.body_der, wrap));
+        body.push_str(&zeroize::Zeroizing::new(encode_base64(p.body_der, wrap)));
         if wrap == Wrap::Unwrapped {
             body.push_str("\r\n");
         }

@@ -35,10 +35,11 @@ pub enum Wrap {
     Unwrapped,
 }
 
+/// Intermediate buffers are zeroized: the input may be a private key (serverkeygen).
 pub fn encode_base64(der: &[u8], wrap: Wrap) -> String {
-    let flat = base64::engine::general_purpose::STANDARD.encode(der);
+    let flat = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
     match wrap {
-        Wrap::Unwrapped => flat,
+        Wrap::Unwrapped => flat.to_string(),
         Wrap::Columns64 => {
             let mut out = String::with_capacity(flat.len() + flat.len() / 32 + 2);
             for chunk in flat.as_bytes().chunks(64) {

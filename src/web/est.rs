@@ -163,7 +163,13 @@ async fn handle(
             match pkcs12 {
                 Some((password, encryption)) => {
                     let file = ra.pkcs12(&out, &password, encryption).await?;
-                    Ok(base64_response(media::PKCS12, &file, wrap))
+                    let body =
+                        zeroize::Zeroizing::new(transfer::encode_base64(&file, wrap).into_bytes());
+                    Ok(secret_response(
+                        HeaderValue::from_static(media::PKCS12),
+                        body,
+                        true,
+                    ))
                 }
                 None => {
                     let certs = pkcs7::certs_only(&[&out.issued.der]);
@@ -182,10 +188,13 @@ async fn handle(
                         &boundary,
                         wrap,
                     );
-                    Ok(
-                        (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body)
-                            .into_response(),
-                    )
+                    let content_type =
+                        HeaderValue::from_str(&content_type).map_err(Error::internal)?;
+                    Ok(secret_response(
+                        content_type,
+                        zeroize::Zeroizing::new(body),
+                        false,
+                    ))
                 }
             }
         }
@@ -194,6 +203,24 @@ async fn handle(
             format!("{} is not supported by this server yet", op.as_str()),
         )),
     }
+}
+
+/// A body holding private key material: its buffer is zeroized when hyper drops it.
+/// (Copies inside hyper's and rustls's write buffers are beyond reach.)
+fn secret_response(
+    content_type: HeaderValue,
+    body: zeroize::Zeroizing<Vec<u8>>,
+    base64: bool,
+) -> Response {
+    let mut r = Response::new(Body::from(bytes::Bytes::from_owner(body)));
+    r.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    if base64 {
+        r.headers_mut().insert(
+            header::HeaderName::from_static("content-transfer-encoding"),
+            HeaderValue::from_static("base64"),
+        );
+    }
+    r
 }
 
 fn base64_response(content_type: &'static str, der: &[u8], wrap: transfer::Wrap) -> Response {
