@@ -57,7 +57,7 @@ impl EmailAddress {
 
 impl fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -101,7 +101,7 @@ macro_rules! str_enum {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
     };
@@ -310,6 +310,13 @@ mod tests {
         assert!(is_within_domain("EXAMPLE.org", "example.org"));
         assert!(!is_within_domain("badexample.org", "example.org"));
         assert!(!is_within_domain("example.org.evil", "example.org"));
+    }
+
+    #[test]
+    fn display_honours_width_so_listings_line_up() {
+        assert_eq!(format!("[{:<8}]", SubjectSource::Device), "[device  ]");
+        let e = EmailAddress::parse("a@example.org").unwrap();
+        assert_eq!(format!("[{e:<15}]"), "[a@example.org  ]");
     }
 
     #[test]
