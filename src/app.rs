@@ -75,17 +75,10 @@ fn publish_trust_anchor(config: &Config, ca: &Ca) -> Result<(), AppError> {
         return Ok(());
     }
     if let Some(root) = ca.chain().last() {
-        let pem = pem_cert(root);
+        let pem = crate::ca::pem_certificate(root);
         crate::ca::dev::write_new(&config.trust_anchor, pem.as_bytes(), 0o644)?;
     }
     Ok(())
-}
-
-pub fn pem_cert(der: &[u8]) -> String {
-    let b64 =
-        estgate_protocol::transfer::encode_base64(der, estgate_protocol::transfer::Wrap::Columns64);
-    format!("-----BEGIN CERTIFICATE-----\r\n{b64}-----END CERTIFICATE-----\r\n")
-        .replace("\r\n", "\n")
 }
 
 pub async fn open_store(config: &Config) -> Result<Store, AppError> {

@@ -4,8 +4,10 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod columns;
 mod m0001_initial;
 mod m0002_account_pkcs12_encryption;
+mod m0003_self_enrollment;
 
 pub struct Migrator;
 
@@ -15,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_initial::Migration),
             Box::new(m0002_account_pkcs12_encryption::Migration),
+            Box::new(m0003_self_enrollment::Migration),
         ]
     }
 }

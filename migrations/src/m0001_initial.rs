@@ -5,6 +5,8 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::columns::{fk, id};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -150,27 +152,6 @@ enum AuthFailure {
     AccountId,
     Username,
     At,
-}
-
-fn id(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col)
-        .big_integer()
-        .not_null()
-        .auto_increment()
-        .primary_key()
-        .to_owned()
-}
-
-fn fk(
-    name: &str,
-    from: (impl IntoIden + 'static, impl IntoIden + 'static),
-    to: (impl IntoIden + 'static, impl IntoIden + 'static),
-) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .name(name)
-        .from(from.0, from.1)
-        .to(to.0, to.1)
-        .to_owned()
 }
 
 #[async_trait::async_trait]

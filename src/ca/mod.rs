@@ -220,6 +220,16 @@ pub fn add_years(t: UnixTime, years: u32) -> UnixTime {
         .unwrap_or(t + i64::from(years) * 365 * 86_400)
 }
 
+/// A certificate as PEM with LF line endings and 64-column base64.
+pub fn pem_certificate(der: &[u8]) -> String {
+    let b64 =
+        estgate_protocol::transfer::encode_base64(der, estgate_protocol::transfer::Wrap::Columns64);
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}-----END CERTIFICATE-----\n",
+        b64.replace("\r\n", "\n")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

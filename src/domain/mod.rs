@@ -5,7 +5,7 @@ mod secret;
 use std::fmt;
 
 pub use estgate_protocol::KeyAlgorithm as KeyType;
-pub use secret::{generate_secret, hash_secret, verify_secret, Secret, SecretHash};
+pub use secret::{generate_secret, hash_secret, hash_token, verify_secret, Secret, SecretHash};
 
 /// Seconds since the Unix epoch; the one time unit stored and compared.
 pub type UnixTime = i64;
@@ -140,6 +140,11 @@ str_enum!(
 str_enum!(
     CertStatus { Valid = "valid", Revoked = "revoked" }
 );
+str_enum!(
+    /// What an emailed link is for: signing in to the browser form, or confirming an EST
+    /// request made with an access code.
+    EmailPurpose { SignIn = "sign-in", Est = "est" }
+);
 
 impl CsrMethod {
     pub fn allows_client(self) -> bool {
@@ -264,6 +269,37 @@ pub struct Order {
     pub csr_sha256: String,
     pub status: OrderStatus,
     pub serial: Option<String>,
+}
+
+/// A one-time emailed link. Only the hash of its secret is stored, and only once the mail
+/// worker has minted it at send time.
+#[derive(Debug, Clone)]
+pub struct EmailToken {
+    pub id: Id,
+    pub endpoint_id: Id,
+    pub email: EmailAddress,
+    pub purpose: EmailPurpose,
+    pub account_id: Option<Id>,
+    pub csr_sha256: Option<String>,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub confirmed_at: Option<UnixTime>,
+    pub consumed_at: Option<UnixTime>,
+}
+
+/// A signed-in browser session, kept in the database so that any server process can serve
+/// it; the cookie carries only its secret, the database only the secret's hash.
+#[derive(Debug, Clone)]
+pub struct WebSession {
+    pub id: Id,
+    pub endpoint_id: Id,
+    pub email: EmailAddress,
+    pub person_id: Option<Id>,
+    /// The account chosen by access code or from the list, once chosen.
+    pub account_id: Option<Id>,
+    pub auth_type: AuthType,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
 }
 
 /// Who did something and from where, for the audit trail.

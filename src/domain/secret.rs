@@ -72,6 +72,17 @@ pub fn generate_secret(len: usize) -> Secret {
     Secret::new(out)
 }
 
+/// The stored form of a high-entropy token (email link, session cookie): SHA-256, hex.
+/// Argon2 is for secrets people choose or type; a 32-character random base62 token has
+/// 190 bits, so a fast hash already makes the stored value useless to a thief, and lookups
+/// by hash stay cheap.
+pub fn hash_token(token: &Secret) -> String {
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        token.expose().as_bytes(),
+    ))
+}
+
 pub fn hash_secret(secret: &Secret) -> SecretHash {
     use aws_lc_rs::rand::{SecureRandom, SystemRandom};
     let mut salt = [0u8; 16];

@@ -3,6 +3,7 @@
 //! (record intent → sign → store).
 
 mod plan;
+mod selfservice;
 mod throttle;
 
 use std::sync::{Arc, OnceLock};
@@ -13,12 +14,16 @@ use x509_parser::prelude::*;
 use crate::ca::keys::{GeneratedKey, KeyGenerator, KeygenError};
 use crate::ca::{Ca, IssuancePlan};
 use crate::domain::{
-    hash_secret, verify_secret, Account, Actor, Authorization, CertStatus, Clock, EmailAddress,
-    Person, Profile, Secret, SecretHash, SubjectSource,
+    hash_secret, verify_secret, Account, Actor, AuthType, Authorization, CertStatus, Clock,
+    EmailAddress, Person, Profile, Secret, SecretHash, SubjectSource,
 };
 use crate::error::{Error, ErrorKind};
 use crate::store::{AuditEntry, SignedCertificate, SigningIntent, Store};
 
+pub use selfservice::{
+    EnrollmentForm, FieldErrors, FormError, FormOutcome, FormRequest, SignInOutcome,
+    SESSION_TTL_SECS,
+};
 pub use throttle::{MAX_FAILURES, MAX_FAILURES_PER_ADDRESS, WINDOW_SECS};
 
 /// HTTP Basic credentials as EST presents them (DESIGN.md "EST mapping").
@@ -41,6 +46,8 @@ pub struct Ra {
     ca: Arc<Ca>,
     clock: Arc<dyn Clock>,
     keygen: KeyGenerator,
+    /// How long an emailed link stays valid (config `email_link_ttl_minutes`).
+    email_link_ttl: i64,
 }
 
 /// A certificate for a key the server generated; the key exists only in this value.
@@ -59,8 +66,13 @@ pub const MIN_PKCS12_PASSWORD: usize = 8;
 struct Authorized {
     account: Account,
     profile: Profile,
+    /// The profile's default, or the term a person chose in the form.
+    term_years: u32,
     person: Option<Person>,
     requester: String,
+    /// Set for access-code accounts with a person profile: the email address that must
+    /// confirm the request before it is issued (DESIGN.md EST mapping).
+    confirm_email: Option<EmailAddress>,
 }
 
 impl Ra {
@@ -74,7 +86,13 @@ impl Ra {
             ca,
             clock,
             keygen: KeyGenerator::new(cores, 64),
+            email_link_ttl: 60 * 60,
         }
+    }
+
+    pub fn with_email_link_ttl(mut self, secs: i64) -> Ra {
+        self.email_link_ttl = secs;
+        self
     }
 
     pub fn ca_chain(&self) -> &[Vec<u8>] {
@@ -132,6 +150,9 @@ impl Ra {
             ));
         }
         let csr = parse_csr(csr_der)?;
+        let mut auth = auth;
+        self.require_email_confirmation(&mut auth, &csr, source)
+            .await?;
         let plan = self.plan(&auth, &csr).await?;
         let actor = Actor {
             name: auth.requester.clone(),
@@ -160,6 +181,9 @@ impl Ra {
             ));
         }
         let mut csr = parse_csr(csr_der)?;
+        let mut auth = auth;
+        self.require_email_confirmation(&mut auth, &csr, source)
+            .await?;
         if csr.decrypt_key_identifier {
             // RFC 7030 §4.4.1.1/4.4.1.2: the client asks for the key to be encrypted to it;
             // answering with the key in clear instead would ignore that request.
@@ -268,22 +292,14 @@ impl Ra {
             .map_err(Error::internal)?;
         // The plan is built from a request of the administrator's making, so the same
         // policy code decides as for EST.
-        let csr = Csr {
-            der: key.spki_der.clone(),
-            spki_der: key.spki_der.clone(),
-            key: key_type,
-            subject_der: Vec::new(),
-            common_name: names.first().cloned(),
-            dns_names: names,
-            emails: Vec::new(),
-            has_subject_alt_name: false,
-            decrypt_key_identifier: false,
-        };
+        let csr = csr_for_generated_key(&key.spki_der, key_type, names);
         let auth = Authorized {
+            term_years: profile.default_term_years,
             account,
             profile,
             person,
             requester,
+            confirm_email: None,
         };
         let plan = self.plan(&auth, &csr).await?;
         let friendly_name = friendly_name(&plan);
@@ -367,9 +383,19 @@ impl Ra {
                 let person = auth.person.as_ref().ok_or_else(|| {
                     Error::forbidden("this account's profile issues person certificates, which need a person record")
                 })?;
-                plan::for_person(person, &org, department, &auth.profile, csr, now)
+                plan::for_person(
+                    person,
+                    &org,
+                    department,
+                    &auth.profile,
+                    auth.term_years,
+                    csr,
+                    now,
+                )
             }
-            SubjectSource::Device => plan::for_device(&org, department, &auth.profile, csr, now),
+            SubjectSource::Device => {
+                plan::for_device(&org, department, &auth.profile, auth.term_years, csr, now)
+            }
         }
     }
 
@@ -418,10 +444,12 @@ impl Ra {
             None => None,
         };
         let auth = Authorized {
+            term_years: profile.default_term_years,
             account,
             profile,
             person,
             requester: order.requester.clone(),
+            confirm_email: None,
         };
         let actor = Actor {
             name: format!("tls-client:{}", record.serial),
@@ -497,10 +525,12 @@ impl Ra {
                     }
                 }
                 Ok(Authorized {
+                    term_years: profile.default_term_years,
                     account,
                     profile,
                     requester: email.to_string(),
                     person: Some(person),
+                    confirm_email: None,
                 })
             }
             Authorization::AccessCode => {
@@ -514,19 +544,88 @@ impl Ra {
                 }
                 throttle::succeed(&self.store, account.id, &keys, &recent_failures).await?;
                 if profile.subject_source == SubjectSource::Person {
-                    return Err(Error::forbidden(
-                        "this account issues person certificates with an access code, which requires \
-                         email confirmation; email confirmation over EST is not available yet",
-                    ));
+                    // A shared access code does not say who is asking: the person proves
+                    // the address by following an emailed link (selfservice.rs).
+                    let endpoint = self.store.endpoint(account.endpoint_id).await?;
+                    if !endpoint.auth_types.contains(&AuthType::EmailConfirmation) {
+                        return Err(Error::forbidden(
+                            "this account issues person certificates with an access code, which \
+                             requires email confirmation, and its endpoint does not offer it",
+                        ));
+                    }
+                    let email = EmailAddress::parse(&c.username).ok_or_else(|| {
+                        Error::forbidden(
+                            "the user name must be your email address: a confirmation link is sent to it",
+                        )
+                    })?;
+                    let org = self.store.organisation(account.organisation_id).await?;
+                    if !org.owns(email.domain()) {
+                        return Err(Error::forbidden(format!(
+                            "the email domain {} is not a verified domain of {}",
+                            email.domain(),
+                            org.name
+                        )));
+                    }
+                    let person = self
+                        .store
+                        .person_by_email(&email)
+                        .await?
+                        .filter(|p| p.organisation_id == account.organisation_id);
+                    return Ok(Authorized {
+                        term_years: profile.default_term_years,
+                        account,
+                        profile,
+                        person,
+                        requester: email.to_string(),
+                        confirm_email: Some(email),
+                    });
                 }
                 Ok(Authorized {
+                    term_years: profile.default_term_years,
                     account,
                     profile,
                     person: None,
                     requester: c.username.trim().to_string(),
+                    confirm_email: None,
                 })
             }
         }
+    }
+
+    /// An order that waits for approval: recorded and audited, nothing signed.
+    async fn record_for_approval(
+        &self,
+        auth: &Authorized,
+        key_type: crate::domain::KeyType,
+        csr_sha256: &str,
+        actor: Actor,
+    ) -> Result<crate::domain::Id, Error> {
+        let intent = SigningIntent {
+            account_id: auth.account.id,
+            profile_id: auth.profile.id,
+            person_id: auth.person.as_ref().map(|p| p.id),
+            requester: auth.requester.clone(),
+            key_type,
+            term_years: auth.term_years,
+            csr_sha256: csr_sha256.to_string(),
+            serial: String::new(),
+        };
+        let audit = AuditEntry {
+            actor,
+            action: "order.pending-approval".into(),
+            object: String::new(),
+            detail: format!(
+                "account={} profile={} key={} term={}",
+                auth.account.name,
+                auth.profile.name,
+                key_type.as_str(),
+                auth.term_years
+            ),
+        };
+        Ok(self
+            .store
+            .record_pending_order(&intent, &audit, self.clock.now())
+            .await?)
     }
 
     /// The issuance cycle: record intent (serial reserved) → sign → store, mark issued.
@@ -547,7 +646,7 @@ impl Ra {
             person_id: auth.person.as_ref().map(|p| p.id),
             requester: auth.requester.clone(),
             key_type: plan.key,
-            term_years: auth.profile.default_term_years,
+            term_years: auth.term_years,
             csr_sha256: sha256_hex(&csr.der),
             serial: serial.clone(),
         };
@@ -605,6 +704,26 @@ async fn verify_off_executor(secret: &Secret, hash: SecretHash) -> bool {
     tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
         .await
         .unwrap_or(false)
+}
+
+/// A request of the server's own making for a key it generated, so that the same policy
+/// code decides as for a client's CSR. `names` are device names (empty for persons).
+fn csr_for_generated_key(
+    spki_der: &[u8],
+    key_type: crate::domain::KeyType,
+    names: Vec<String>,
+) -> Csr {
+    Csr {
+        der: spki_der.to_vec(),
+        spki_der: spki_der.to_vec(),
+        key: key_type,
+        subject_der: Vec::new(),
+        common_name: names.first().cloned(),
+        dns_names: names,
+        emails: Vec::new(),
+        has_subject_alt_name: false,
+        decrypt_key_identifier: false,
+    }
 }
 
 /// PKCS#12 friendlyName: "Name <email>" for persons, the CN for devices.

@@ -30,8 +30,19 @@ fn usage(profile: &Profile) -> Usage {
     }
 }
 
-fn validity(profile: &Profile, now: UnixTime) -> (UnixTime, UnixTime) {
-    (now, add_years(now, profile.default_term_years))
+fn validity(term_years: u32, now: UnixTime) -> (UnixTime, UnixTime) {
+    (now, add_years(now, term_years))
+}
+
+/// The profile must offer the term asked for (the form lets a person choose one).
+fn check_term(profile: &Profile, term_years: u32) -> Result<(), Error> {
+    if profile.terms_years.contains(&term_years) {
+        return Ok(());
+    }
+    Err(Error::forbidden(format!(
+        "profile {:?} does not offer a term of {term_years} years",
+        profile.name
+    )))
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -43,11 +54,13 @@ pub fn for_person(
     org: &Organisation,
     department: Option<String>,
     profile: &Profile,
+    term_years: u32,
     csr: &Csr,
     now: UnixTime,
 ) -> Result<IssuancePlan, Error> {
     check_key(profile, csr)?;
-    let (not_before, not_after) = validity(profile, now);
+    check_term(profile, term_years)?;
+    let (not_before, not_after) = validity(term_years, now);
     Ok(IssuancePlan {
         serial: new_serial(),
         not_before,
@@ -72,10 +85,12 @@ pub fn for_device(
     org: &Organisation,
     department: Option<String>,
     profile: &Profile,
+    term_years: u32,
     csr: &Csr,
     now: UnixTime,
 ) -> Result<IssuancePlan, Error> {
     check_key(profile, csr)?;
+    check_term(profile, term_years)?;
     let cn = csr
         .common_name
         .clone()
@@ -101,7 +116,7 @@ pub fn for_device(
             )));
         }
     }
-    let (not_before, not_after) = validity(profile, now);
+    let (not_before, not_after) = validity(term_years, now);
     Ok(IssuancePlan {
         serial: new_serial(),
         not_before,
@@ -174,7 +189,7 @@ pub fn for_renewal(
         organisation: attr(&oids::OID_X509_ORGANIZATION_NAME),
         organisational_unit: attr(&oids::OID_X509_ORGANIZATIONAL_UNIT),
     };
-    let (not_before, not_after) = validity(profile, now);
+    let (not_before, not_after) = validity(profile.default_term_years, now);
     Ok(IssuancePlan {
         serial: new_serial(),
         not_before,

@@ -15,6 +15,57 @@ pub const MAX_FAILURES: u64 = 5;
 /// as many devices may share an address behind NAT.
 pub const MAX_FAILURES_PER_ADDRESS: u64 = 20;
 pub const WINDOW_SECS: i64 = 15 * 60;
+/// The failure scope of the browser form (EST failures are scoped by account id).
+pub const WEB_SCOPE: Id = 0;
+
+/// Confirmation emails per recipient, and per client address, within `MAIL_WINDOW_SECS`:
+/// the form must not become a way to flood someone's mailbox.
+pub const MAILS_PER_RECIPIENT: u64 = 3;
+pub const MAILS_PER_ADDRESS: u64 = 10;
+pub const MAIL_WINDOW_SECS: i64 = 15 * 60;
+
+fn host_of(source: &str) -> &str {
+    source
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(source)
+        .trim_matches(['[', ']'])
+}
+
+/// Counts one confirmation email to `recipient` requested from `source`, or refuses with
+/// 429 when either has had its share in the window. Counters live in the database.
+pub async fn allow_mail(
+    store: &Store,
+    recipient: &str,
+    source: &str,
+    now: UnixTime,
+) -> Result<(), Error> {
+    let keys = [
+        (
+            format!("mail-to:{}", recipient.to_lowercase()),
+            MAILS_PER_RECIPIENT,
+        ),
+        (format!("mail-from:{}", host_of(source)), MAILS_PER_ADDRESS),
+    ];
+    for (key, limit) in &keys {
+        let (count, oldest) = store.rate_events(key, now - MAIL_WINDOW_SECS).await?;
+        if count >= *limit {
+            let retry_after = (oldest.unwrap_or(now) + MAIL_WINDOW_SECS - now).max(1) as u64;
+            return Err(Error::new(
+                ErrorKind::RateLimited { retry_after },
+                format!(
+                    "too many confirmation emails were requested; try again in {} minutes",
+                    retry_after.div_ceil(60)
+                ),
+            ));
+        }
+    }
+    for (key, _) in &keys {
+        store.record_rate_event(key, now).await?;
+    }
+    store.sweep_rate_events(now - MAIL_WINDOW_SECS).await?;
+    Ok(())
+}
 
 /// One counter: its key in the failure table and its limit.
 pub struct Key {
@@ -30,11 +81,22 @@ impl Key {
         }
     }
 
+    /// A browser sign-in or access-code attempt at one endpoint, by email address. Counted
+    /// under the scope `WEB_SCOPE` (no EST account has id 0).
+    pub fn web(what: &str, endpoint_id: Id, username: &str) -> Key {
+        Key {
+            name: format!(
+                "web-{what}:{endpoint_id}:{}",
+                username.trim().to_lowercase()
+            ),
+            limit: MAX_FAILURES,
+        }
+    }
+
     /// `source` is `ip:port` or `[ip]:port`; the port is dropped.
     pub fn address(source: &str) -> Key {
-        let host = source.rsplit_once(':').map(|(h, _)| h).unwrap_or(source);
         Key {
-            name: format!("addr:{}", host.trim_matches(['[', ']'])),
+            name: format!("addr:{}", host_of(source)),
             limit: MAX_FAILURES_PER_ADDRESS,
         }
     }

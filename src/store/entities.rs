@@ -151,3 +151,53 @@ entity!(auth_failure, "auth_failure", {
     pub username: String,
     pub at: i64,
 });
+
+entity!(email_token, "email_token", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub token_hash: Option<String>,
+    pub endpoint_id: i64,
+    pub email: String,
+    pub purpose: String,
+    pub account_id: Option<i64>,
+    pub csr_sha256: Option<String>,
+    pub source_addr: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub confirmed_at: Option<i64>,
+    pub consumed_at: Option<i64>,
+});
+
+entity!(web_session, "web_session", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub token_hash: String,
+    pub endpoint_id: i64,
+    pub email: String,
+    pub person_id: Option<i64>,
+    pub account_id: Option<i64>,
+    pub auth_type: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+});
+
+entity!(outbox, "outbox", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub kind: String,
+    pub recipient: String,
+    pub email_token_id: Option<i64>,
+    pub created_at: i64,
+    pub attempts: i32,
+    pub next_attempt_at: i64,
+    pub locked_until: Option<i64>,
+    pub sent_at: Option<i64>,
+    pub last_error: Option<String>,
+});
+
+entity!(rate_event, "rate_event", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub key: String,
+    pub at: i64,
+});

@@ -2,6 +2,7 @@
 //! see only `crate::domain` types.
 
 mod entities;
+mod selfservice;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -10,6 +11,9 @@ use sea_orm::{
 };
 
 use entities::*;
+pub use selfservice::{
+    NewEmailToken, NewWebSession, OutboxItem, TokenRefusal, OUTBOX_EMAIL_CONFIRMATION,
+};
 
 use crate::domain::{
     Account, Actor, AuthType, Authorization, CertStatus, CertificateRecord, CsrMethod, Department,

@@ -101,7 +101,7 @@ impl Server {
 }
 
 pub fn pem(der: &[u8]) -> String {
-    estgate::app::pem_cert(der)
+    estgate::ca::pem_certificate(der)
 }
 
 /// `openssl verify` of `leaf` against the server's root with the issuing CA as intermediate.
