@@ -16,6 +16,8 @@ pub const ORG: &str = "Example Organisation";
 pub const DOMAIN: &str = "example.org";
 pub const PERSON: &str = "alice@example.org";
 pub const DEVICE: &str = "device-001.example.org";
+/// Any address of the domain works for the visitors account; this one is the example.
+pub const VISITOR: &str = "visitor@example.org";
 
 pub struct DemoAccount {
     pub label: String,
@@ -181,6 +183,35 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
                 .await?;
         }
     }
+    // An access-code account with the person profile: the browser form's "Enroll with
+    // Access Code" path, for addresses of the domain that have no person record yet (they
+    // authenticate by email confirmation).
+    let visitor_code = generate_secret(SECRET_LEN);
+    match store.account_by_label("visitors").await? {
+        Some(a) => {
+            store
+                .set_account_access_code(a.id, &hash_secret(&visitor_code))
+                .await?
+        }
+        None => {
+            store
+                .create_account(NewAccount {
+                    endpoint_id: endpoint.id,
+                    organisation_id: org.id,
+                    department_id: None,
+                    name: "Visitors".into(),
+                    csr_method: CsrMethod::Server,
+                    allow_empty_pkcs12_password: false,
+                    authorization: Authorization::AccessCode,
+                    access_code_hash: Some(hash_secret(&visitor_code)),
+                    est_label: Some("visitors".into()),
+                    is_default: false,
+                    pkcs12_encryption: Pkcs12Encryption::Modern,
+                    profile_ids: vec![person_profile.id],
+                })
+                .await?;
+        }
+    }
     store
         .audit(
             &AuditEntry {
@@ -204,6 +235,11 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
                 label: "devices".into(),
                 username: DEVICE.into(),
                 password: access_code.expose().into(),
+            },
+            DemoAccount {
+                label: "visitors".into(),
+                username: VISITOR.into(),
+                password: visitor_code.expose().into(),
             },
         ],
     })
@@ -256,6 +292,11 @@ impl Demo {
         let dev = &self.accounts[1];
         s.push_str(&format!(
             r#"
+Browser self-enrollment: open {form}
+  Secret ID: {su} with the staff password above; or Email Confirmation with any address
+  at example.org (the link arrives as an .eml file in the data directory's outbox/ unless
+  SMTP is configured), then "Enroll with Access Code" with the visitors password.
+
 Enroll a person certificate (account "staff", secret ID):
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout alice.key -subj /CN=alice -outform DER -out alice.csr
   openssl base64 -in alice.csr -out alice.b64
@@ -275,6 +316,7 @@ Re-enroll with the current certificate as TLS client certificate (same subject a
   openssl req -in renew.pem -outform DER | openssl base64 -out renew.b64
   curl --cacert {ca} --cert alice.pem --key alice.key -H 'Content-Type: application/pkcs10' --data-binary @renew.b64 -o renewed.p7.b64 {base}/.well-known/est/staff/simplereenroll
 "#,
+            form = self.enroll_url,
             su = staff.username,
             sp = staff.password,
             du = dev.username,

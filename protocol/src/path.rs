@@ -34,8 +34,13 @@ impl Operation {
 
 /// estgate's label rule: `[a-z0-9-]{1,64}` and never an operation name, so a path segment
 /// is unambiguously one or the other.
+/// Top-level paths the server serves itself; a label equal to one would be shadowed by them
+/// in the strongSwan-style `/<label>/.well-known/est/<op>` route.
+pub const RESERVED_LABELS: &[&str] = &["enroll", "static", "admin", "api", "health"];
+
 pub fn is_valid_label(label: &str) -> bool {
-    (1..=64).contains(&label.len())
+    !RESERVED_LABELS.contains(&label)
+        && (1..=64).contains(&label.len())
         && label
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -45,6 +50,13 @@ pub fn is_valid_label(label: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_paths_are_not_labels() {
+        assert!(!is_valid_label("enroll"));
+        assert!(!is_valid_label("static"));
+        assert!(is_valid_label("enrollment"));
+    }
 
     #[test]
     fn operations_round_trip() {

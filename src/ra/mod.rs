@@ -90,6 +90,10 @@ impl Ra {
         }
     }
 
+    pub fn email_link_ttl_secs(&self) -> i64 {
+        self.email_link_ttl
+    }
+
     pub fn with_email_link_ttl(mut self, secs: i64) -> Ra {
         self.email_link_ttl = secs;
         self

@@ -207,7 +207,7 @@ async fn handle(
 
 /// A body holding private key material: its buffer is zeroized when hyper drops it.
 /// (Copies inside hyper's and rustls's write buffers are beyond reach.)
-fn secret_response(
+pub(super) fn secret_response(
     content_type: HeaderValue,
     body: zeroize::Zeroizing<Vec<u8>>,
     base64: bool,

@@ -1,6 +1,7 @@
 //! All HTTP and TLS: the TLS accept loop (which records the peer's certificate), routing,
-//! and the EST front end.
+//! the EST front end and the browser self-enrollment form.
 
+pub mod enroll;
 pub mod est;
 pub mod problem;
 
@@ -46,7 +47,10 @@ pub enum WebError {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(est::routes()).with_state(state)
+    Router::new()
+        .merge(est::routes())
+        .merge(enroll::routes())
+        .with_state(state)
 }
 
 /// TLS 1.2 and 1.3 (libest's client speaks only 1.2), ALPN h2 and http/1.1, and an optional

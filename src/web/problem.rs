@@ -25,6 +25,17 @@ pub fn status(kind: ErrorKind) -> StatusCode {
     }
 }
 
+/// `Retry-After` (seconds) for the kinds that have one.
+pub fn retry_after(resp: &mut Response, kind: ErrorKind) {
+    if let ErrorKind::Pending { retry_after }
+    | ErrorKind::RateLimited { retry_after }
+    | ErrorKind::Unavailable { retry_after } = kind
+    {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    }
+}
+
 /// EST answers errors in `text/plain` (RFC 7030 §4.2.3 leaves the body to the server; a
 /// human-readable line is what curl users and client logs show).
 pub fn est(err: &Error) -> Response {
@@ -34,18 +45,11 @@ pub fn est(err: &Error) -> Response {
         format!("{}\n", err.message),
     )
         .into_response();
-    let headers = resp.headers_mut();
-    match err.kind {
-        ErrorKind::Unauthorized => {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
-        }
-        ErrorKind::Pending { retry_after }
-        | ErrorKind::RateLimited { retry_after }
-        | ErrorKind::Unavailable { retry_after } => {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-        }
-        _ => {}
+    if err.kind == ErrorKind::Unauthorized {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
     }
+    retry_after(&mut resp, err.kind);
     resp
 }
 
