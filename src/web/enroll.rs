@@ -557,8 +557,9 @@ async fn email_submit(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Ok(Form(form)) = form else {
-        return ctx.error(&Error::malformed("the form could not be read"));
+    let form = match form {
+        Ok(Form(f)) => f,
+        Err(r) => return ctx.error(&form_rejected(&r)),
     };
     if let Err(e) = check_csrf(&headers, &form.csrf) {
         return ctx.error(&e);
@@ -615,8 +616,9 @@ async fn secret_id_submit(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Ok(Form(form)) = form else {
-        return ctx.error(&Error::malformed("the form could not be read"));
+    let form = match form {
+        Ok(Form(f)) => f,
+        Err(r) => return ctx.error(&form_rejected(&r)),
     };
     if let Err(e) = check_csrf(&headers, &form.csrf) {
         return ctx.error(&e);
@@ -703,8 +705,9 @@ async fn confirm_submit(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Ok(Form(form)) = form else {
-        return ctx.error(&Error::malformed("the form could not be read"));
+    let form = match form {
+        Ok(Form(f)) => f,
+        Err(r) => return ctx.error(&form_rejected(&r)),
     };
     if let Err(e) = check_csrf(&headers, &form.csrf) {
         return ctx.error(&e);
@@ -728,6 +731,17 @@ async fn confirm_submit(
             },
         ),
         Err(e) => ctx.error(&e),
+    }
+}
+
+fn form_rejected(r: &axum::extract::rejection::FormRejection) -> Error {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::new(
+            ErrorKind::PayloadTooLarge,
+            format!("the form is larger than {} KiB", MAX_FORM / 1024),
+        )
+    } else {
+        Error::malformed("the form could not be read")
     }
 }
 
@@ -832,8 +846,9 @@ async fn code_submit(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let Ok(Form(form)) = form else {
-        return ctx.error(&Error::malformed("the form could not be read"));
+    let form = match form {
+        Ok(Form(f)) => f,
+        Err(r) => return ctx.error(&form_rejected(&r)),
     };
     if let Err(e) = check_csrf(&headers, &form.csrf) {
         return ctx.error(&e);
@@ -881,8 +896,9 @@ async fn select_submit(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let Ok(Form(form)) = form else {
-        return ctx.error(&Error::malformed("the form could not be read"));
+    let form = match form {
+        Ok(Form(f)) => f,
+        Err(r) => return ctx.error(&form_rejected(&r)),
     };
     if let Err(e) = check_csrf(&headers, &form.csrf) {
         return ctx.error(&e);
@@ -1086,8 +1102,9 @@ async fn form_submit(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let Ok(Form(fields)) = form else {
-        return ctx.error(&Error::malformed("the form could not be read"));
+    let fields = match form {
+        Ok(Form(f)) => f,
+        Err(r) => return ctx.error(&form_rejected(&r)),
     };
     if let Err(e) = check_csrf(&headers, &fields.csrf) {
         return ctx.error(&e);

@@ -5,6 +5,7 @@
 mod architecture;
 mod cli;
 mod data_dir;
+mod enroll;
 mod est;
 mod pkcs12;
 mod serverkeygen;
