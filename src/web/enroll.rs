@@ -252,12 +252,9 @@ impl Ctx {
         }
     }
 
-    /// The session, or a redirect to the sign-in page.
-    fn require_session(&self) -> Result<WebSession, Response> {
-        match &self.session {
-            Some((s, _)) => Ok(s.clone()),
-            None => Err(self.redirect("")),
-        }
+    /// The session, when signed in; pages that need one redirect to the sign-in page.
+    fn signed_in(&self) -> Option<WebSession> {
+        self.session.as_ref().map(|(s, _)| s.clone())
     }
 
     fn redirect(&self, to: &str) -> Response {
@@ -807,9 +804,8 @@ async fn account_page(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let session = match ctx.require_session() {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(session) = ctx.signed_in() else {
+        return ctx.redirect("");
     };
     match account_template(&state, &ctx, &session).await {
         Ok(t) => ctx.page(StatusCode::OK, &t),
@@ -842,9 +838,8 @@ async fn code_submit(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let session = match ctx.require_session() {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(session) = ctx.signed_in() else {
+        return ctx.redirect("");
     };
     let form = match form {
         Ok(Form(f)) => f,
@@ -892,9 +887,8 @@ async fn select_submit(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let session = match ctx.require_session() {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(session) = ctx.signed_in() else {
+        return ctx.redirect("");
     };
     let form = match form {
         Ok(Form(f)) => f,
@@ -1059,9 +1053,8 @@ async fn form_page(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let session = match ctx.require_session() {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(session) = ctx.signed_in() else {
+        return ctx.redirect("");
     };
     if session.account_id.is_none() {
         return ctx.redirect("/account");
@@ -1098,9 +1091,8 @@ async fn form_submit(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let session = match ctx.require_session() {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(session) = ctx.signed_in() else {
+        return ctx.redirect("");
     };
     let fields = match form {
         Ok(Form(f)) => f,
@@ -1214,9 +1206,8 @@ async fn certificates_page(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let session = match ctx.require_session() {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(session) = ctx.signed_in() else {
+        return ctx.redirect("");
     };
     match state.ra.my_certificates(&session).await {
         Ok(certs) => ctx.page(
