@@ -157,61 +157,30 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
             })
             .await?;
     }
-    let access_code = generate_secret(SECRET_LEN);
-    match store.account_by_label("devices").await? {
-        Some(a) => {
-            store
-                .set_account_access_code(a.id, &hash_secret(&access_code))
-                .await?
-        }
-        None => {
-            store
-                .create_account(NewAccount {
-                    endpoint_id: endpoint.id,
-                    organisation_id: org.id,
-                    department_id: None,
-                    name: "Devices".into(),
-                    csr_method: CsrMethod::Both,
-                    allow_empty_pkcs12_password: false,
-                    authorization: Authorization::AccessCode,
-                    access_code_hash: Some(hash_secret(&access_code)),
-                    est_label: Some("devices".into()),
-                    is_default: false,
-                    pkcs12_encryption: Pkcs12Encryption::Modern,
-                    profile_ids: vec![device_profile.id],
-                })
-                .await?;
-        }
-    }
+    let access_code = access_code_account(
+        store,
+        NewAccount {
+            name: "Devices".into(),
+            est_label: Some("devices".into()),
+            profile_ids: vec![device_profile.id],
+            ..access_code_template(endpoint.id, org.id)
+        },
+    )
+    .await?;
     // An access-code account with the person profile: the browser form's "Enroll with
     // Access Code" path, for addresses of the domain that have no person record yet (they
     // authenticate by email confirmation).
-    let visitor_code = generate_secret(SECRET_LEN);
-    match store.account_by_label("visitors").await? {
-        Some(a) => {
-            store
-                .set_account_access_code(a.id, &hash_secret(&visitor_code))
-                .await?
-        }
-        None => {
-            store
-                .create_account(NewAccount {
-                    endpoint_id: endpoint.id,
-                    organisation_id: org.id,
-                    department_id: None,
-                    name: "Visitors".into(),
-                    csr_method: CsrMethod::Server,
-                    allow_empty_pkcs12_password: false,
-                    authorization: Authorization::AccessCode,
-                    access_code_hash: Some(hash_secret(&visitor_code)),
-                    est_label: Some("visitors".into()),
-                    is_default: false,
-                    pkcs12_encryption: Pkcs12Encryption::Modern,
-                    profile_ids: vec![person_profile.id],
-                })
-                .await?;
-        }
-    }
+    let visitor_code = access_code_account(
+        store,
+        NewAccount {
+            name: "Visitors".into(),
+            csr_method: CsrMethod::Server,
+            est_label: Some("visitors".into()),
+            profile_ids: vec![person_profile.id],
+            ..access_code_template(endpoint.id, org.id)
+        },
+    )
+    .await?;
     store
         .audit(
             &AuditEntry {
@@ -243,6 +212,49 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
             },
         ],
     })
+}
+
+fn access_code_template(endpoint_id: i64, organisation_id: i64) -> NewAccount {
+    NewAccount {
+        endpoint_id,
+        organisation_id,
+        department_id: None,
+        name: String::new(),
+        csr_method: CsrMethod::Both,
+        allow_empty_pkcs12_password: false,
+        authorization: Authorization::AccessCode,
+        access_code_hash: None,
+        est_label: None,
+        is_default: false,
+        pkcs12_encryption: Pkcs12Encryption::Modern,
+        profile_ids: Vec::new(),
+    }
+}
+
+/// Creates the access-code account with a fresh code, or gives the existing one a fresh
+/// code; returns the code.
+async fn access_code_account(
+    store: &Store,
+    account: NewAccount,
+) -> Result<crate::domain::Secret, StoreError> {
+    let code = generate_secret(SECRET_LEN);
+    let label = account.est_label.clone().unwrap_or_default();
+    match store.account_by_label(&label).await? {
+        Some(a) => {
+            store
+                .set_account_access_code(a.id, &hash_secret(&code))
+                .await?
+        }
+        None => {
+            store
+                .create_account(NewAccount {
+                    access_code_hash: Some(hash_secret(&code)),
+                    ..account
+                })
+                .await?;
+        }
+    }
+    Ok(code)
 }
 
 fn toml_str(s: &str) -> String {

@@ -201,13 +201,7 @@ impl Ra {
         } else {
             auth.profile.default_key_type
         };
-        let key = self.keygen.generate(key_type).await.map_err(|e| match e {
-            KeygenError::Busy { retry_after } => Error::new(
-                ErrorKind::Unavailable { retry_after },
-                "the server is busy generating keys; try again shortly",
-            ),
-            other => Error::internal(other),
-        })?;
+        let key = self.generate_key(key_type).await?;
         csr.key = key_type;
         csr.spki_der = key.spki_der.clone();
         let plan = self.plan(&auth, &csr).await?;
@@ -278,22 +272,12 @@ impl Ra {
                     ));
                 }
                 let org = self.store.organisation(account.organisation_id).await?;
-                if !org.owns(email.domain()) {
-                    return Err(Error::forbidden(format!(
-                        "{} is not a verified domain of {}",
-                        email.domain(),
-                        org.name
-                    )));
-                }
+                Self::check_domain(&org, &email)?;
                 (Some(person), email.to_string(), Vec::new())
             }
             SubjectSource::Device => (None, subject.to_string(), vec![subject.to_string()]),
         };
-        let key = self
-            .keygen
-            .generate(key_type)
-            .await
-            .map_err(Error::internal)?;
+        let key = self.generate_key(key_type).await?;
         // The plan is built from a request of the administrator's making, so the same
         // policy code decides as for EST.
         let csr = csr_for_generated_key(&key.spki_der, key_type, names);
@@ -313,6 +297,17 @@ impl Ra {
             key,
             friendly_name,
             allow_empty_pkcs12_password: auth.account.allow_empty_pkcs12_password,
+        })
+    }
+
+    /// A key pair from the bounded keygen pool; a full queue is a 503 with Retry-After.
+    async fn generate_key(&self, key_type: crate::domain::KeyType) -> Result<GeneratedKey, Error> {
+        self.keygen.generate(key_type).await.map_err(|e| match e {
+            KeygenError::Busy { retry_after } => Error::new(
+                ErrorKind::Unavailable { retry_after },
+                "the server is busy generating keys; try again shortly",
+            ),
+            other => Error::internal(other),
         })
     }
 
@@ -514,13 +509,7 @@ impl Ra {
                 };
                 throttle::succeed(&self.store, account.id, &keys, &recent_failures).await?;
                 let org = self.store.organisation(account.organisation_id).await?;
-                if !org.owns(email.domain()) {
-                    return Err(Error::forbidden(format!(
-                        "the email domain {} is not a verified domain of {}",
-                        email.domain(),
-                        org.name
-                    )));
-                }
+                Self::check_domain(&org, &email)?;
                 if let Some(dept) = account.department_id {
                     if person.department_id != Some(dept) {
                         return Err(Error::forbidden(
@@ -563,13 +552,7 @@ impl Ra {
                         )
                     })?;
                     let org = self.store.organisation(account.organisation_id).await?;
-                    if !org.owns(email.domain()) {
-                        return Err(Error::forbidden(format!(
-                            "the email domain {} is not a verified domain of {}",
-                            email.domain(),
-                            org.name
-                        )));
-                    }
+                    Self::check_domain(&org, &email)?;
                     let person = self
                         .store
                         .person_by_email(&email)

@@ -8,7 +8,6 @@ use zeroize::Zeroizing;
 use super::{
     dummy_hash, friendly_name, parse_csr, sha256_hex, throttle, verify_off_executor, Authorized, Ra,
 };
-use crate::ca::keys::KeygenError;
 use crate::domain::{
     generate_secret, hash_token, Account, Actor, AuthType, Authorization, CsrMethod, Department,
     EmailAddress, EmailPurpose, Endpoint, Id, KeyType, Organisation, Person, Pkcs12Encryption,
@@ -168,7 +167,7 @@ impl Ra {
     }
 
     /// The email address must be in one of the organisation's verified domains.
-    fn check_domain(org: &Organisation, email: &EmailAddress) -> Result<(), Error> {
+    pub(super) fn check_domain(org: &Organisation, email: &EmailAddress) -> Result<(), Error> {
         if org.owns(email.domain()) {
             return Ok(());
         }
@@ -670,13 +669,7 @@ impl Ra {
                 })
             }
             None => {
-                let key = self.keygen.generate(key_type).await.map_err(|e| match e {
-                    KeygenError::Busy { retry_after } => Error::new(
-                        ErrorKind::Unavailable { retry_after },
-                        "the server is busy generating keys; try again in a moment",
-                    ),
-                    other => Error::internal(other),
-                })?;
+                let key = self.generate_key(key_type).await?;
                 let csr = super::csr_for_generated_key(&key.spki_der, key_type, Vec::new());
                 let plan = self.plan(&auth, &csr).await?;
                 let friendly = friendly_name(&plan);

@@ -638,20 +638,12 @@ impl Store {
         now: UnixTime,
     ) -> Result<Id> {
         let txn = self.db.begin().await?;
-        let order = cert_order::ActiveModel {
-            account_id: Set(intent.account_id),
-            profile_id: Set(intent.profile_id),
-            person_id: Set(intent.person_id),
-            requester: Set(intent.requester.clone()),
-            key_type: Set(intent.key_type.as_str().to_string()),
-            term_years: Set(intent.term_years as i32),
-            csr_sha256: Set(intent.csr_sha256.clone()),
-            status: Set(OrderStatus::Signing.as_str().to_string()),
-            serial: Set(Some(intent.serial.clone())),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
+        let order = new_order(
+            intent,
+            OrderStatus::Signing,
+            Some(intent.serial.clone()),
+            now,
+        )
         .insert(&txn)
         .await
         .map_err(conflict("serial"))?;
@@ -812,6 +804,28 @@ impl Store {
             .exec(&self.db)
             .await?;
         Ok(())
+    }
+}
+
+fn new_order(
+    intent: &SigningIntent,
+    status: OrderStatus,
+    serial: Option<String>,
+    now: UnixTime,
+) -> cert_order::ActiveModel {
+    cert_order::ActiveModel {
+        account_id: Set(intent.account_id),
+        profile_id: Set(intent.profile_id),
+        person_id: Set(intent.person_id),
+        requester: Set(intent.requester.clone()),
+        key_type: Set(intent.key_type.as_str().to_string()),
+        term_years: Set(intent.term_years as i32),
+        csr_sha256: Set(intent.csr_sha256.clone()),
+        status: Set(status.as_str().to_string()),
+        serial: Set(serial),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
     }
 }
 

@@ -170,22 +170,12 @@ impl Store {
         now: UnixTime,
     ) -> Result<Id> {
         let txn = self.db.begin().await?;
-        let order = cert_order::ActiveModel {
-            account_id: Set(intent.account_id),
-            profile_id: Set(intent.profile_id),
-            person_id: Set(intent.person_id),
-            requester: Set(intent.requester.clone()),
-            key_type: Set(intent.key_type.as_str().to_string()),
-            term_years: Set(intent.term_years as i32),
-            csr_sha256: Set(intent.csr_sha256.clone()),
-            status: Set(crate::domain::OrderStatus::PendingApproval
-                .as_str()
-                .to_string()),
-            serial: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
+        let order = super::new_order(
+            intent,
+            crate::domain::OrderStatus::PendingApproval,
+            None,
+            now,
+        )
         .insert(&txn)
         .await?;
         super::insert_audit(&txn, audit, &format!("order {}", order.id), now).await?;

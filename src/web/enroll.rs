@@ -554,13 +554,10 @@ async fn email_submit(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(r) => return ctx.error(&form_rejected(&r)),
+    let form = match accepted(&ctx, &headers, form) {
+        Ok(f) => f,
+        Err(r) => return *r,
     };
-    if let Err(e) = check_csrf(&headers, &form.csrf) {
-        return ctx.error(&e);
-    }
     match state
         .ra
         .start_email_confirmation(&ctx.endpoint, &form.email, &ctx.source)
@@ -613,13 +610,10 @@ async fn secret_id_submit(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(r) => return ctx.error(&form_rejected(&r)),
+    let form = match accepted(&ctx, &headers, form) {
+        Ok(f) => f,
+        Err(r) => return *r,
     };
-    if let Err(e) = check_csrf(&headers, &form.csrf) {
-        return ctx.error(&e);
-    }
     let secret = Secret::new(form.secret_id.trim());
     match state
         .ra
@@ -702,13 +696,10 @@ async fn confirm_submit(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(r) => return ctx.error(&form_rejected(&r)),
+    let form = match accepted(&ctx, &headers, form) {
+        Ok(f) => f,
+        Err(r) => return *r,
     };
-    if let Err(e) = check_csrf(&headers, &form.csrf) {
-        return ctx.error(&e);
-    }
     let token = Secret::new(form.token.trim());
     match state
         .ra
@@ -729,6 +720,45 @@ async fn confirm_submit(
         ),
         Err(e) => ctx.error(&e),
     }
+}
+
+/// Forms that carry the CSRF value.
+trait CsrfField {
+    fn csrf(&self) -> &str;
+}
+
+macro_rules! csrf_field {
+    ($($form:ty),+) => {
+        $(impl CsrfField for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })+
+    };
+}
+
+csrf_field!(
+    EmailForm,
+    SecretIdForm,
+    ConfirmForm,
+    CsrfOnly,
+    CodeForm,
+    SelectForm,
+    EnrollFields
+);
+
+/// The decoded form once its CSRF value checked out, or the error page to answer with.
+fn accepted<T: CsrfField>(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    form: Result<Form<T>, axum::extract::rejection::FormRejection>,
+) -> Result<T, Box<Response>> {
+    let form = match form {
+        Ok(Form(f)) => f,
+        Err(r) => return Err(Box::new(ctx.error(&form_rejected(&r)))),
+    };
+    check_csrf(headers, form.csrf()).map_err(|e| Box::new(ctx.error(&e)))?;
+    Ok(form)
 }
 
 fn form_rejected(r: &axum::extract::rejection::FormRejection) -> Error {
@@ -759,9 +789,8 @@ async fn sign_out(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let csrf_value = form.map(|Form(f)| f.csrf).unwrap_or_default();
-    if let Err(e) = check_csrf(&headers, &csrf_value) {
-        return ctx.error(&e);
+    if let Err(r) = accepted(&ctx, &headers, form) {
+        return *r;
     }
     if let Some((_, secret)) = ctx.session.take() {
         if let Err(e) = state.ra.sign_out(&secret).await {
@@ -841,13 +870,10 @@ async fn code_submit(
     let Some(session) = ctx.signed_in() else {
         return ctx.redirect("");
     };
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(r) => return ctx.error(&form_rejected(&r)),
+    let form = match accepted(&ctx, &headers, form) {
+        Ok(f) => f,
+        Err(r) => return *r,
     };
-    if let Err(e) = check_csrf(&headers, &form.csrf) {
-        return ctx.error(&e);
-    }
     let code = Secret::new(form.access_code.as_str());
     match state
         .ra
@@ -890,13 +916,10 @@ async fn select_submit(
     let Some(session) = ctx.signed_in() else {
         return ctx.redirect("");
     };
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(r) => return ctx.error(&form_rejected(&r)),
+    let form = match accepted(&ctx, &headers, form) {
+        Ok(f) => f,
+        Err(r) => return *r,
     };
-    if let Err(e) = check_csrf(&headers, &form.csrf) {
-        return ctx.error(&e);
-    }
     let result = match form.account.trim().parse::<i64>() {
         Ok(id) => state.ra.choose_listed_account(&session, id).await,
         Err(_) => Err(Error::malformed("choose one of the listed accounts")),
@@ -1094,13 +1117,10 @@ async fn form_submit(
     let Some(session) = ctx.signed_in() else {
         return ctx.redirect("");
     };
-    let fields = match form {
-        Ok(Form(f)) => f,
-        Err(r) => return ctx.error(&form_rejected(&r)),
+    let fields = match accepted(&ctx, &headers, form) {
+        Ok(f) => f,
+        Err(r) => return *r,
     };
-    if let Err(e) = check_csrf(&headers, &fields.csrf) {
-        return ctx.error(&e);
-    }
     let show_errors = |errors: FieldErrors| async {
         match form_template(&state, &ctx, &session, Some(&fields), errors).await {
             Ok(t) => ctx.page(StatusCode::BAD_REQUEST, &t),
