@@ -13,7 +13,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Router;
 use base64::Engine;
 use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
@@ -194,6 +194,29 @@ struct Ctx {
     set_cookies: Vec<String>,
     session: Option<(WebSession, Secret)>,
     source: String,
+}
+
+/// Every page handler starts from the endpoint its URL names: an extractor, so an unknown
+/// endpoint is answered (404) before any handler runs.
+impl axum::extract::FromRequestParts<AppState> for Ctx {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Ctx, Response> {
+        let params =
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| e.into_response())?;
+        let ext = params.get("ext").cloned().unwrap_or_default();
+        let conn = parts
+            .extensions
+            .get::<ConnInfo>()
+            .cloned()
+            .ok_or_else(|| bare_error(&Error::internal("no connection info")))?;
+        Ctx::load(state, &ext, &parts.headers, &conn).await
+    }
 }
 
 impl Ctx {
@@ -519,16 +542,7 @@ fn sign_in_template(ctx: &Ctx) -> SignInPage {
     }
 }
 
-async fn sign_in_page(
-    State(state): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    Path(ext): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = match Ctx::load(&state, &ext, &headers, &conn).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn sign_in_page(ctx: Ctx) -> Response {
     if ctx.session.is_some() {
         return ctx.redirect("/account");
     }
@@ -545,15 +559,10 @@ struct EmailForm {
 
 async fn email_submit(
     State(state): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    Path(ext): Path<String>,
+    ctx: Ctx,
     headers: HeaderMap,
     form: Result<Form<EmailForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let ctx = match Ctx::load(&state, &ext, &headers, &conn).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let form = match accepted(&ctx, &headers, form) {
         Ok(f) => f,
         Err(r) => return *r,
@@ -601,15 +610,10 @@ impl Drop for SecretIdForm {
 
 async fn secret_id_submit(
     State(state): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    Path(ext): Path<String>,
+    mut ctx: Ctx,
     headers: HeaderMap,
     form: Result<Form<SecretIdForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let mut ctx = match Ctx::load(&state, &ext, &headers, &conn).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let form = match accepted(&ctx, &headers, form) {
         Ok(f) => f,
         Err(r) => return *r,
@@ -646,16 +650,9 @@ struct TokenQuery {
 /// The link opens a page with a button instead of signing in on GET: mail scanners that
 /// fetch every link would otherwise use up the one-time link before the person does.
 async fn confirm_page(
-    State(state): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    Path(ext): Path<String>,
-    headers: HeaderMap,
+    ctx: Ctx,
     query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ctx = match Ctx::load(&state, &ext, &headers, &conn).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let token = query.map(|Query(q)| q.token).unwrap_or_default();
     if token.is_empty() || token.len() > 128 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return ctx.error(&Error::unauthorized(
@@ -687,15 +684,10 @@ impl Drop for ConfirmForm {
 
 async fn confirm_submit(
     State(state): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    Path(ext): Path<String>,
+    mut ctx: Ctx,
     headers: HeaderMap,
     form: Result<Form<ConfirmForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let mut ctx = match Ctx::load(&state, &ext, &headers, &conn).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let form = match accepted(&ctx, &headers, form) {
         Ok(f) => f,
         Err(r) => return *r,
@@ -780,15 +772,10 @@ struct CsrfOnly {
 
 async fn sign_out(
     State(state): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    Path(ext): Path<String>,
+    mut ctx: Ctx,
     headers: HeaderMap,
     form: Result<Form<CsrfOnly>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let mut ctx = match Ctx::load(&state, &ext, &headers, &conn).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     if let Err(r) = accepted(&ctx, &headers, form) {
         return *r;
     }
@@ -823,16 +810,7 @@ async fn account_template(
     })
 }
 
-async fn account_page(
-    State(state): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    Path(ext): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = match Ctx::load(&state, &ext, &headers, &conn).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn account_page(State(state): State<AppState>, ctx: Ctx) -> Response {
     let Some(session) = ctx.signed_in() else {
         return ctx.redirect("");
     };
@@ -858,15 +836,10 @@ impl Drop for CodeForm {
 
 async fn code_submit(
     State(state): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    Path(ext): Path<String>,
+    ctx: Ctx,
     headers: HeaderMap,
     form: Result<Form<CodeForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let ctx = match Ctx::load(&state, &ext, &headers, &conn).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let Some(session) = ctx.signed_in() else {
         return ctx.redirect("");
     };
@@ -904,15 +877,10 @@ struct SelectForm {
 
 async fn select_submit(
     State(state): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    Path(ext): Path<String>,
+    ctx: Ctx,
     headers: HeaderMap,
     form: Result<Form<SelectForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let ctx = match Ctx::load(&state, &ext, &headers, &conn).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let Some(session) = ctx.signed_in() else {
         return ctx.redirect("");
     };
@@ -1066,16 +1034,7 @@ async fn form_template(
     })
 }
 
-async fn form_page(
-    State(state): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    Path(ext): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = match Ctx::load(&state, &ext, &headers, &conn).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn form_page(State(state): State<AppState>, ctx: Ctx) -> Response {
     let Some(session) = ctx.signed_in() else {
         return ctx.redirect("");
     };
@@ -1105,15 +1064,10 @@ fn csr_der(text: &str) -> Result<Vec<u8>, String> {
 
 async fn form_submit(
     State(state): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    Path(ext): Path<String>,
+    ctx: Ctx,
     headers: HeaderMap,
     form: Result<Form<EnrollFields>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let ctx = match Ctx::load(&state, &ext, &headers, &conn).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let Some(session) = ctx.signed_in() else {
         return ctx.redirect("");
     };
@@ -1216,16 +1170,7 @@ async fn form_submit(
 
 // ---- my certificates, help ----------------------------------------------------------------
 
-async fn certificates_page(
-    State(state): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    Path(ext): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = match Ctx::load(&state, &ext, &headers, &conn).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn certificates_page(State(state): State<AppState>, ctx: Ctx) -> Response {
     let Some(session) = ctx.signed_in() else {
         return ctx.redirect("");
     };
@@ -1251,16 +1196,7 @@ async fn certificates_page(
     }
 }
 
-async fn help_page(
-    State(state): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    Path((ext, topic)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = match Ctx::load(&state, &ext, &headers, &conn).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn help_page(ctx: Ctx, Path((_, topic)): Path<(String, String)>) -> Response {
     let c = ctx.chrome();
     match topic.as_str() {
         "why-authenticate" => ctx.page(StatusCode::OK, &HelpWhy { c }),
