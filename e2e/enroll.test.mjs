@@ -1,0 +1,338 @@
+// End-to-end: a real `estgate serve --demo` whose mail goes over SMTP to a real SMTP server
+// on loopback (smtp-server), and Debian's Chromium driven by playwright-core through both
+// self-enrollment flows. Every downloaded .p12 is opened by OpenSSL with the password typed
+// in the form. Screenshots of each page land in $E2E_SCREENSHOTS (default ./screenshots).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import net from "node:net";
+import { SMTPServer } from "smtp-server";
+import { simpleParser } from "mailparser";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const BIN = process.env.ESTGATE_BIN || path.join(here, "..", "target", "debug", "estgate");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SHOTS = path.resolve(process.env.E2E_SCREENSHOTS || path.join(here, "screenshots"));
+
+const work = mkdtempSync(path.join(tmpdir(), "estgate-e2e-"));
+const dataDir = path.join(work, "data");
+const inbox = [];
+let smtp, server, serverLog = "", browser, demo;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function startSmtp() {
+  return new Promise((resolve) => {
+    const s = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ["STARTTLS", "AUTH"],
+      logger: false,
+      onData(stream, _session, done) {
+        simpleParser(stream)
+          .then((mail) => {
+            inbox.push(mail);
+            done();
+          })
+          .catch(done);
+      },
+    });
+    s.listen(0, "127.0.0.1", () => resolve(s));
+  });
+}
+
+async function waitForMail(to, timeoutMs = 20000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const found = inbox.find((m) => (m.to?.text || "").includes(to));
+    if (found) return found;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no email to ${to} within ${timeoutMs} ms; server log:\n${serverLog}`);
+}
+
+function startServer(port, smtpPort) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      BIN,
+      ["serve", "--demo", "--data-dir", dataDir, "--listen", `127.0.0.1:${port}`],
+      {
+        env: {
+          ...process.env,
+          ESTGATE_SMTP_HOST: "127.0.0.1",
+          ESTGATE_SMTP_PORT: String(smtpPort),
+          ESTGATE_SMTP_TLS: "none",
+          ESTGATE_MAIL_FROM: "Example PKI <pki@example.org>",
+          ESTGATE_LOG: "info",
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${serverLog}`)), 30000);
+    const onData = (d) => {
+      serverLog += d.toString();
+      if (serverLog.includes("estgate listening on")) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.once("exit", (code) => reject(new Error(`server exited (${code}):\n${serverLog}`)));
+  });
+}
+
+// demo-credentials.toml: enroll_url and [[accounts]] tables of label/username/password.
+function readDemo() {
+  const text = readFileSync(path.join(dataDir, "demo-credentials.toml"), "utf8");
+  const enrollUrl = /^enroll_url = "(.*)"$/m.exec(text)[1];
+  const accounts = {};
+  for (const block of text.split("[[accounts]]").slice(1)) {
+    const get = (k) => new RegExp(`^${k} = "(.*)"$`, "m").exec(block)[1];
+    accounts[get("label")] = { username: get("username"), password: get("password") };
+  }
+  return { enrollUrl, accounts };
+}
+
+function openssl(args) {
+  return execFileSync("openssl", args, { cwd: work, encoding: "utf8" });
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+async function newPage(options = {}) {
+  const context = await browser.newContext({
+    ignoreHTTPSErrors: true,
+    acceptDownloads: true,
+    viewport: { width: 900, height: 900 },
+    ...options,
+  });
+  return context.newPage();
+}
+
+// The certificate in a .p12, checked by OpenSSL: the password opens it, the chain verifies.
+function checkP12(file, password, expectCn) {
+  const pass = `pass:${password}`;
+  const leaf = openssl(["pkcs12", "-in", file, "-passin", pass, "-nokeys", "-clcerts"]);
+  writeFileSync(path.join(work, "leaf.pem"), leaf);
+  const chain = openssl(["pkcs12", "-in", file, "-passin", pass, "-nokeys", "-cacerts"]);
+  writeFileSync(path.join(work, "chain.pem"), chain);
+  const subject = openssl(["x509", "-in", "leaf.pem", "-noout", "-subject", "-ext", "subjectAltName"]);
+  assert.match(subject, new RegExp(`CN ?= ?${expectCn}`));
+  const verify = openssl([
+    "verify", "-CAfile", path.join(dataDir, "ca.pem"), "-untrusted", "chain.pem",
+    "-purpose", "smimesign", "leaf.pem",
+  ]);
+  assert.match(verify, /leaf\.pem: OK/);
+  const key = openssl(["pkcs12", "-in", file, "-passin", pass, "-nocerts", "-nodes"]);
+  writeFileSync(path.join(work, "leaf.key"), key);
+  assert.equal(
+    openssl(["pkey", "-in", "leaf.key", "-pubout"]),
+    openssl(["x509", "-in", "leaf.pem", "-pubkey", "-noout"]),
+    "the key in the file is the certificate's",
+  );
+  assert.throws(() => openssl(["pkcs12", "-in", file, "-passin", "pass:not-the-password", "-nokeys"]));
+  return subject;
+}
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  smtp = await startSmtp();
+  const port = await freePort();
+  server = await startServer(port, smtp.server.address().port);
+  demo = readDemo();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill("SIGINT");
+  await new Promise((r) => smtp?.close(r) ?? r());
+  rmSync(work, { recursive: true, force: true });
+});
+
+test("secret ID: sign in, pick the listed account, fix the form, download the .p12", async () => {
+  const page = await newPage();
+  const staff = demo.accounts.staff;
+  await page.goto(demo.enrollUrl);
+  await page.getByRole("heading", { name: "Request a certificate" }).waitFor();
+  assert.ok(await page.getByText("we will send you a one-time link to authenticate").isVisible());
+  await shot(page, "01-sign-in");
+
+  await page.fill("#sid-email", staff.username);
+  await page.fill("#sid-secret", staff.password);
+  const toggle = page.locator('[data-toggle-secret="sid-secret"]');
+  await toggle.click();
+  assert.equal(await page.getAttribute("#sid-secret", "type"), "text", "show/hide toggle");
+  await toggle.click();
+  assert.equal(await page.getAttribute("#sid-secret", "type"), "password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+
+  await page.waitForURL(/\/account$/);
+  await page.getByLabel("Staff").check();
+  await shot(page, "02-account");
+  await page.getByRole("button", { name: "Continue with this account" }).click();
+
+  await page.waitForURL(/\/form$/);
+  assert.equal(await page.inputValue("#first-name"), "Alice", "prefilled from the record");
+  assert.equal(await page.inputValue("#key-type"), "rsa-2048", "RSA-2048 by default");
+  await shot(page, "03-form");
+
+  // Mismatched passwords and no EULA: errors next to the fields, names kept, passwords not.
+  await page.fill("#middle-name", "Q");
+  await page.fill("#password", "first password typed");
+  await page.fill("#password-confirmation", "another password");
+  await page.getByRole("button", { name: "Request certificate" }).click();
+  await page.getByText("the two passwords differ").waitFor();
+  assert.ok(await page.getByText("you must accept the agreement").isVisible());
+  assert.equal(await page.inputValue("#middle-name"), "Q");
+  assert.equal(await page.inputValue("#password"), "");
+  await shot(page, "04-form-errors");
+
+  const password = "correct horse battery staple";
+  await page.fill("#password", password);
+  await page.fill("#password-confirmation", password);
+  await page.selectOption("#term", "2");
+  await page.getByLabel("I have read and accept the agreement").check();
+  const downloadP = page.waitForEvent("download");
+  await page.getByRole("button", { name: "Request certificate" }).click();
+  const download = await downloadP;
+  assert.equal(download.suggestedFilename(), "alice@example.org.p12");
+  const file = path.join(work, "alice.p12");
+  await download.saveAs(file);
+  await page.getByRole("heading", { name: "Your certificate is ready" }).waitFor();
+  await shot(page, "05-issued");
+  const subject = checkP12(file, password, "Alice Q Example");
+  assert.match(subject, /email:alice@example\.org/);
+  const dates = openssl(["x509", "-in", "leaf.pem", "-noout", "-startdate", "-enddate"]);
+  const [start, end] = dates.trim().split("\n").map((l) => new Date(l.split("=")[1]));
+  const days = (end - start) / 86400000;
+  assert.ok(days >= 730 && days <= 731, `two-year term: ${days} days`);
+
+  await page.getByRole("link", { name: "My certificates" }).first().click();
+  await page.getByRole("heading", { name: "My certificates" }).waitFor();
+  const serial = openssl(["x509", "-in", "leaf.pem", "-noout", "-serial"]).trim().split("=")[1];
+  assert.ok((await page.content()).includes(serial), "the new serial is listed");
+  await shot(page, "06-certificates");
+
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("heading", { name: "Request a certificate" }).waitFor();
+  await page.close();
+});
+
+test("email confirmation: the mailed link, an access code, a new person, legacy .p12", async () => {
+  const page = await newPage();
+  const visitors = demo.accounts.visitors;
+  const email = "newcomer@example.org";
+  await page.goto(demo.enrollUrl);
+  await page.fill("#ec-email", "someone@elsewhere.example.com");
+  await page.getByRole("button", { name: "Send me a link" }).click();
+  await page.getByText("use an address at example.org").waitFor();
+  await page.fill("#ec-email", email);
+  await page.getByRole("button", { name: "Send me a link" }).click();
+  await page.getByRole("heading", { name: "Check your email" }).waitFor();
+  await shot(page, "07-check-email");
+
+  const mail = await waitForMail(email);
+  assert.equal(mail.subject, "Your Email Confirmation Request");
+  assert.ok(mail.html, "an HTML part");
+  assert.ok(mail.text, "a text part");
+  const link = /https:\/\/\S+\/confirm\?token=[A-Za-z0-9]+/.exec(mail.text)[0];
+  assert.ok(mail.html.includes(link.replace(/&/g, "&amp;")), "the same link in the HTML part");
+
+  await page.goto(link);
+  await page.getByRole("heading", { name: "Confirm your email address" }).waitFor();
+  await shot(page, "08-confirm");
+  await page.getByRole("button", { name: "Continue" }).click();
+  await page.waitForURL(/\/account$/);
+  assert.ok(await page.getByText("No account is listed for you").isVisible(), "not on record: no list");
+  await page.fill("#access-code", "wrong-code");
+  await page.getByRole("button", { name: "Continue with this code" }).click();
+  await page.getByText("this access code is not valid here").waitFor();
+  await page.fill("#access-code", visitors.password);
+  await shot(page, "09-access-code");
+  await page.getByRole("button", { name: "Continue with this code" }).click();
+
+  await page.waitForURL(/\/form$/);
+  assert.equal(await page.inputValue("#first-name"), "", "a new person types their names");
+  await page.fill("#first-name", "Nina");
+  await page.fill("#last-name", "Newcomer");
+  const password = "another long passphrase";
+  await page.fill("#password", password);
+  await page.fill("#password-confirmation", password);
+  await page.getByLabel(/Legacy compatibility/).check();
+  await page.getByLabel("I have read and accept the agreement").check();
+  const downloadP = page.waitForEvent("download");
+  await page.getByRole("button", { name: "Request certificate" }).click();
+  const download = await downloadP;
+  assert.equal(download.suggestedFilename(), `${email}.p12`);
+  const file = path.join(work, "nina.p12");
+  await download.saveAs(file);
+  await page.getByRole("heading", { name: "Your certificate is ready" }).waitFor();
+  await shot(page, "10-issued-legacy");
+  checkP12(file, password, "Nina Newcomer");
+  // `-info` reports the algorithms on stderr.
+  const info = spawnSync("openssl", ["pkcs12", "-in", file, "-passin", `pass:${password}`, "-info", "-noout"], {
+    cwd: work, encoding: "utf8",
+  });
+  assert.equal(info.status, 0, info.stderr);
+  assert.match(info.stderr, /TripleDES/i, "legacy 3DES encryption");
+  assert.match(info.stderr, /MAC: sha1/i, "legacy SHA-1 MAC");
+
+  // The link was for one use.
+  const again = await newPage();
+  await again.goto(link);
+  await again.getByRole("button", { name: "Continue" }).click();
+  await again.getByText("already been used").waitFor();
+  await shot(again, "11-link-used");
+  await again.close();
+  await page.close();
+});
+
+test("without JavaScript the form still works and the download button delivers", async () => {
+  const page = await newPage({ javaScriptEnabled: false });
+  const staff = demo.accounts.staff;
+  await page.goto(demo.enrollUrl);
+  await page.fill("#sid-email", staff.username);
+  await page.fill("#sid-secret", staff.password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(/\/account$/);
+  await page.getByRole("button", { name: "Continue with this account" }).click();
+  await page.waitForURL(/\/form$/);
+  const password = "no script needed here";
+  await page.selectOption("#key-type", "ec-p256");
+  await page.fill("#password", password);
+  await page.fill("#password-confirmation", password);
+  await page.getByLabel("I have read and accept the agreement").check();
+  await page.getByRole("button", { name: "Request certificate" }).click();
+  await page.getByRole("heading", { name: "Your certificate is ready" }).waitFor();
+  const downloadP = page.waitForEvent("download");
+  await page.getByRole("link", { name: /Download alice@example\.org\.p12/ }).click();
+  const download = await downloadP;
+  const file = path.join(work, "alice-nojs.p12");
+  await download.saveAs(file);
+  checkP12(file, password, "Alice");
+  await page.close();
+});
