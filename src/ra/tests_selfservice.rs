@@ -532,3 +532,239 @@ async fn a_link_works_only_at_the_endpoint_it_was_sent_for() {
         .is_none());
     assert!(w.ra.web_session(&w.main, &cookie).await.unwrap().is_some());
 }
+
+// ---- mail rate limits -----------------------------------------------------------------
+
+fn retry_after(kind: ErrorKind) -> u64 {
+    match kind {
+        ErrorKind::RateLimited { retry_after } => {
+            assert!(retry_after > 0);
+            retry_after
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_fourth_email_to_one_address_within_the_window_is_refused() {
+    let w = world().await;
+    // Respelling the address does not buy more emails.
+    for (i, email) in [
+        "carol@example.org",
+        "Carol@example.org",
+        "CAROL@EXAMPLE.ORG",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        w.ra.start_email_confirmation(&w.main, email, &format!("192.0.2.{i}:1"))
+            .await
+            .unwrap();
+        w.clock.advance(60);
+    }
+    assert_eq!(w.store.outbox_pending().await.unwrap(), 3);
+    let refused =
+        w.ra.start_email_confirmation(&w.main, "carol@example.org", "192.0.2.9:1")
+            .await;
+    // The oldest email was sent 180 s ago; the window is 15 minutes.
+    let wait = retry_after(kind(refused));
+    assert_eq!(wait, (throttle::MAIL_WINDOW_SECS - 180) as u64);
+    assert_eq!(w.store.outbox_pending().await.unwrap(), 3);
+    // Another recipient is not affected.
+    w.ra.start_email_confirmation(&w.main, "newcomer@example.org", "192.0.2.9:1")
+        .await
+        .unwrap();
+    assert_eq!(w.store.outbox_pending().await.unwrap(), 4);
+    // Waiting as long as the answer said is enough.
+    w.clock.advance(wait as i64);
+    w.ra.start_email_confirmation(&w.main, "carol@example.org", "192.0.2.9:1")
+        .await
+        .unwrap();
+    assert_eq!(w.store.outbox_pending().await.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn an_eleventh_email_from_one_client_address_is_refused() {
+    let w = world().await;
+    for i in 0..throttle::MAILS_PER_ADDRESS {
+        // Another port is the same client.
+        w.ra.start_email_confirmation(
+            &w.main,
+            &format!("person{i}@example.org"),
+            &format!("198.51.100.7:{}", 1000 + i),
+        )
+        .await
+        .unwrap();
+    }
+    let wait = retry_after(kind(
+        w.ra.start_email_confirmation(&w.main, "person-new@example.org", "198.51.100.7:9")
+            .await,
+    ));
+    assert_eq!(wait, throttle::MAIL_WINDOW_SECS as u64);
+    assert_eq!(
+        w.store.outbox_pending().await.unwrap(),
+        throttle::MAILS_PER_ADDRESS
+    );
+    // Another client is not affected.
+    w.ra.start_email_confirmation(&w.main, "person-new@example.org", "198.51.100.8:9")
+        .await
+        .unwrap();
+    w.clock.advance(wait as i64);
+    w.ra.start_email_confirmation(&w.main, "person-other@example.org", "198.51.100.7:9")
+        .await
+        .unwrap();
+    assert_eq!(
+        w.store.outbox_pending().await.unwrap(),
+        throttle::MAILS_PER_ADDRESS + 2
+    );
+}
+
+// ---- sign-in with a secret ID, sessions -----------------------------------------------
+
+#[tokio::test]
+async fn a_secret_id_signs_in_a_person_on_record() {
+    let w = world().await;
+    let cookie = w
+        .sign_in_with_secret(" Alice@Example.org ", "alice-secret")
+        .await;
+    let s = w.session(&w.main, &cookie).await;
+    assert_eq!(s.email.as_str(), "alice@example.org");
+    assert_eq!(
+        s.person_id,
+        Some(w.person("alice@example.org").await.unwrap().id)
+    );
+    assert_eq!(s.auth_type, AuthType::SecretId);
+    assert_eq!(s.expires_at, T0 + SESSION_TTL_SECS);
+    let events = w.store.audit_events().await.unwrap();
+    let (_, actor, action, _, detail, source) = events.last().unwrap();
+    assert_eq!(
+        (actor.as_str(), action.as_str(), source.as_str()),
+        ("alice@example.org", "web.sign-in", SRC)
+    );
+    assert!(detail.contains("method=secret-id"), "{detail}");
+}
+
+#[tokio::test]
+async fn wrong_secret_ids_all_get_the_same_answer() {
+    let w = world().await;
+    let before = w.rows().await;
+    for (email, secret_id) in [
+        ("alice@example.org", "bob-secret"),
+        ("alice@example.org", ""),
+        ("nobody@example.org", "alice-secret"),
+        // On record, right secret, but in another organisation.
+        ("dave@other.test", "dave-secret"),
+        // On record without a secret ID.
+        ("carol@example.org", ""),
+        ("not an address", "alice-secret"),
+    ] {
+        let e =
+            w.ra.sign_in_with_secret_id(&w.main, email, &secret(secret_id), SRC)
+                .await
+                .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unauthorized, "{email}");
+        assert_eq!(e.message, "wrong email address or secret ID", "{email}");
+    }
+    assert_eq!(w.rows().await, before);
+}
+
+#[tokio::test]
+async fn five_wrong_secret_ids_lock_the_address_until_the_window_passes() {
+    let w = world().await;
+    for _ in 0..MAX_FAILURES {
+        assert_eq!(
+            kind(
+                w.ra.sign_in_with_secret_id(&w.main, "alice@example.org", &secret("guess"), SRC)
+                    .await
+            ),
+            ErrorKind::Unauthorized
+        );
+        w.clock.advance(10);
+    }
+    let locked =
+        w.ra.sign_in_with_secret_id(&w.main, "ALICE@example.org", &secret("alice-secret"), SRC)
+            .await;
+    let wait = retry_after(kind(locked));
+    assert_eq!(wait, (WINDOW_SECS - 50) as u64);
+    assert_eq!(w.audited("web.sign-in").await, 0);
+    // Other persons, and the same person at another endpoint, are not affected.
+    w.sign_in_with_secret("bob@example.org", "bob-secret").await;
+    w.ra.sign_in_with_secret_id(
+        &w.secret_only,
+        "alice@example.org",
+        &secret("alice-secret"),
+        SRC,
+    )
+    .await
+    .unwrap();
+    w.clock.advance(wait as i64);
+    w.sign_in_with_secret("alice@example.org", "alice-secret")
+        .await;
+}
+
+#[tokio::test]
+async fn secret_id_sign_in_needs_an_endpoint_that_offers_it() {
+    let w = world().await;
+    let before = w.rows().await;
+    let e =
+        w.ra.sign_in_with_secret_id(
+            &w.email_only,
+            "alice@example.org",
+            &secret("alice-secret"),
+            SRC,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert!(e.message.contains("secret ID"), "{}", e.message);
+    assert_eq!(w.rows().await, before);
+}
+
+#[tokio::test]
+async fn every_sign_in_makes_a_new_session_and_sign_out_ends_it() {
+    let w = world().await;
+    let first = w
+        .sign_in_with_secret("alice@example.org", "alice-secret")
+        .await;
+    let second = w
+        .sign_in_with_secret("alice@example.org", "alice-secret")
+        .await;
+    let by_link = w.sign_in(&w.main, "alice@example.org").await;
+    assert_ne!(first.expose(), second.expose());
+    assert_ne!(second.expose(), by_link.expose());
+    assert_eq!(first.expose().len(), 32);
+    let ids = [
+        w.session(&w.main, &first).await.id,
+        w.session(&w.main, &second).await.id,
+        w.session(&w.main, &by_link).await.id,
+    ];
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
+
+    w.ra.sign_out(&first).await.unwrap();
+    assert!(w.ra.web_session(&w.main, &first).await.unwrap().is_none());
+    // Signing out one session leaves the others.
+    assert_eq!(w.session(&w.main, &second).await.id, ids[1]);
+    // Signing out twice, or with a cookie that names nothing, is harmless.
+    w.ra.sign_out(&first).await.unwrap();
+    w.ra.sign_out(&secret("no such session")).await.unwrap();
+    assert_eq!(w.session(&w.main, &by_link).await.id, ids[2]);
+}
+
+#[tokio::test]
+async fn a_session_expires_after_its_ttl() {
+    let w = world().await;
+    let cookie = w
+        .sign_in_with_secret("alice@example.org", "alice-secret")
+        .await;
+    w.clock.advance(SESSION_TTL_SECS - 1);
+    assert!(w.ra.web_session(&w.main, &cookie).await.unwrap().is_some());
+    w.clock.advance(1);
+    assert!(w.ra.web_session(&w.main, &cookie).await.unwrap().is_none());
+    // Expired sessions are deleted: turning the clock back does not revive them.
+    let back = FakeClock::at(T0);
+    let ra = Ra::new(w.store.clone(), w.ra.ca.clone(), back);
+    assert!(ra.web_session(&w.main, &cookie).await.unwrap().is_none());
+}
