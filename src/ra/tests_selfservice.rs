@@ -768,3 +768,156 @@ async fn a_session_expires_after_its_ttl() {
     let ra = Ra::new(w.store.clone(), w.ra.ca.clone(), back);
     assert!(ra.web_session(&w.main, &cookie).await.unwrap().is_none());
 }
+
+// ---- choosing an account --------------------------------------------------------------
+
+impl World {
+    async fn choose_with_code(&self, cookie: &Secret, code: &str) -> Result<Account, Error> {
+        let s = self.session(&self.main, cookie).await;
+        self.ra
+            .choose_account_with_code(&s, &secret(code), SRC)
+            .await
+    }
+
+    async fn chosen(&self, cookie: &Secret) -> Option<Id> {
+        self.session(&self.main, cookie).await.account_id
+    }
+}
+
+fn names(accounts: Vec<Account>) -> Vec<String> {
+    accounts.into_iter().map(|a| a.name).collect()
+}
+
+#[tokio::test]
+async fn listed_accounts_follow_the_organisation_and_the_department() {
+    let w = world().await;
+    let alice = w
+        .sign_in_with_secret("alice@example.org", "alice-secret")
+        .await;
+    let bob = w.sign_in_with_secret("bob@example.org", "bob-secret").await;
+    let carol = w.sign_in(&w.main, "carol@example.org").await;
+    let newcomer = w.sign_in(&w.main, "newcomer@example.org").await;
+    for (cookie, expected) in [
+        (&alice, &["eng", "staff"][..]),
+        (&bob, &["staff"]),
+        (&carol, &["staff"]),
+        // Without a person record: accounts with authorization `none` need one.
+        (&newcomer, &[]),
+    ] {
+        let s = w.session(&w.main, cookie).await;
+        assert_eq!(
+            names(w.ra.listed_accounts(&s).await.unwrap()),
+            expected,
+            "{}",
+            s.email
+        );
+    }
+    // Accounts of another endpoint are not listed there.
+    let elsewhere = w.sign_in(&w.email_only, "carol@example.org").await;
+    let s = w.session(&w.email_only, &elsewhere).await;
+    assert!(w.ra.listed_accounts(&s).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn only_a_listed_account_can_be_chosen_from_the_list() {
+    let w = world().await;
+    let bob = w.sign_in_with_secret("bob@example.org", "bob-secret").await;
+    let newcomer = w.sign_in(&w.main, "newcomer@example.org").await;
+    for (cookie, account) in [
+        // Another department's account, an access-code account, an account of another
+        // endpoint, and a listed account for someone without a person record.
+        (&bob, "eng"),
+        (&bob, "guests"),
+        (&bob, "no-confirm"),
+        (&newcomer, "staff"),
+    ] {
+        let s = w.session(&w.main, cookie).await;
+        let e =
+            w.ra.choose_listed_account(&s, w.account(account).await.id)
+                .await
+                .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Forbidden, "{account}");
+        assert_eq!(w.chosen(cookie).await, None);
+    }
+    let s = w.session(&w.main, &bob).await;
+    assert_eq!(kind(w.ra.enrollment_form(&s).await), ErrorKind::Forbidden);
+    let staff = w.account("staff").await;
+    let chosen = w.ra.choose_listed_account(&s, staff.id).await.unwrap();
+    assert_eq!(chosen.name, "staff");
+    assert_eq!(w.chosen(&bob).await, Some(staff.id));
+    let form =
+        w.ra.enrollment_form(&w.session(&w.main, &bob).await)
+            .await
+            .unwrap();
+    assert_eq!(form.account.id, staff.id);
+    assert_eq!(form.email.as_str(), "bob@example.org");
+    assert_eq!(form.person.unwrap().first_name, "Bob");
+    assert!(form.department.is_none());
+    let profiles: Vec<&str> = form.profiles.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(profiles, ["person", "smime"]);
+    assert_eq!(form.endpoint.eula_text, "Be nice.");
+}
+
+#[tokio::test]
+async fn an_access_code_selects_the_account_it_protects() {
+    let w = world().await;
+    let cookie = w.sign_in(&w.main, "newcomer@example.org").await;
+    for code in ["wrong-code", "", "noconfirm-code"] {
+        let e = w.choose_with_code(&cookie, code).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unauthorized, "{code:?}");
+        assert_eq!(e.message, "this access code is not valid here");
+        assert_eq!(w.chosen(&cookie).await, None);
+    }
+    let guests = w.choose_with_code(&cookie, " guest-code ").await.unwrap();
+    assert_eq!(guests.name, "guests");
+    assert_eq!(w.chosen(&cookie).await, Some(guests.id));
+    let form =
+        w.ra.enrollment_form(&w.session(&w.main, &cookie).await)
+            .await
+            .unwrap();
+    assert_eq!(form.account.name, "guests");
+    assert!(form.person.is_none());
+    // Another code chooses again.
+    let open = w.choose_with_code(&cookie, "open-code").await.unwrap();
+    assert_eq!(w.chosen(&cookie).await, Some(open.id));
+}
+
+#[tokio::test]
+async fn five_wrong_access_codes_lock_the_choice_until_the_window_passes() {
+    let w = world().await;
+    let cookie = w.sign_in(&w.main, "newcomer@example.org").await;
+    for _ in 0..MAX_FAILURES {
+        assert_eq!(
+            kind(w.choose_with_code(&cookie, "guess").await),
+            ErrorKind::Unauthorized
+        );
+        w.clock.advance(10);
+    }
+    let wait = retry_after(kind(w.choose_with_code(&cookie, "guest-code").await));
+    assert_eq!(wait, (WINDOW_SECS - 50) as u64);
+    assert_eq!(w.chosen(&cookie).await, None);
+    // Another person is not affected.
+    let carol = w.sign_in(&w.main, "carol@example.org").await;
+    w.choose_with_code(&carol, "guest-code").await.unwrap();
+    w.clock.advance(wait as i64);
+    w.choose_with_code(&cookie, "guest-code").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_department_account_by_access_code_needs_the_department_of_a_person_on_record() {
+    let w = world().await;
+    let bob = w.sign_in_with_secret("bob@example.org", "bob-secret").await;
+    let e = w.choose_with_code(&bob, "eng-code").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert!(e.message.contains("department"), "{}", e.message);
+    assert_eq!(w.chosen(&bob).await, None);
+    let alice = w
+        .sign_in_with_secret("alice@example.org", "alice-secret")
+        .await;
+    let eng = w.choose_with_code(&alice, "eng-code").await.unwrap();
+    assert_eq!(eng.department_id, Some(w.eng));
+    // Without a person record there is nothing to contradict: the person is created in
+    // the account's department on submit (see the form tests).
+    let newcomer = w.sign_in(&w.main, "newcomer@example.org").await;
+    w.choose_with_code(&newcomer, "eng-code").await.unwrap();
+}
