@@ -921,3 +921,445 @@ async fn a_department_account_by_access_code_needs_the_department_of_a_person_on
     let newcomer = w.sign_in(&w.main, "newcomer@example.org").await;
     w.choose_with_code(&newcomer, "eng-code").await.unwrap();
 }
+
+// ---- the enrollment form --------------------------------------------------------------
+
+const PW: &str = "correct horse";
+
+/// A submission that passes: Ada King Lovelace, the profile's defaults, a server key.
+fn form_request(password: &str) -> FormRequest {
+    FormRequest {
+        profile_id: None,
+        term_years: None,
+        key_type: None,
+        first_name: "Ada".into(),
+        middle_name: "King".into(),
+        last_name: "Lovelace".into(),
+        password: secret(password),
+        password_confirmation: secret(password),
+        encryption: crate::domain::Pkcs12Encryption::Modern,
+        csr_der: None,
+        eula_accepted: true,
+    }
+}
+
+fn csr(alg: &'static rcgen::SignatureAlgorithm, cn: &str) -> (rcgen::KeyPair, Vec<u8>) {
+    let key = rcgen::KeyPair::generate_for(alg).unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let der = p.serialize_request(&key).unwrap().der().to_vec();
+    (key, der)
+}
+
+fn field_errors(r: Result<FormOutcome, FormError>) -> FieldErrors {
+    match r {
+        Err(FormError::Fields(f)) => f,
+        other => panic!("expected field errors, got {other:?}"),
+    }
+}
+
+/// The certificates in a PKCS#12 file as OpenSSL reads them with `password`.
+fn openssl_pkcs12_certificates(file: &[u8], password: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("form.p12");
+    std::fs::write(&path, file).unwrap();
+    let out = std::process::Command::new("openssl")
+        .arg("pkcs12")
+        .arg("-in")
+        .arg(&path)
+        .args(["-passin", &format!("pass:{password}"), "-nokeys"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl pkcs12: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn san(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    cert.subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect()
+}
+
+impl World {
+    /// Signs in by emailed link as `email` and chooses the account `code` protects;
+    /// returns the cookie.
+    async fn form_session(&self, email: &str, code: &str) -> Secret {
+        let cookie = self.sign_in(&self.main, email).await;
+        self.choose_with_code(&cookie, code).await.unwrap();
+        cookie
+    }
+
+    /// Signs in with a secret ID and chooses a listed account; returns the cookie.
+    async fn listed_session(&self, email: &str, secret_id: &str, account: &str) -> Secret {
+        let cookie = self.sign_in_with_secret(email, secret_id).await;
+        let s = self.session(&self.main, &cookie).await;
+        let id = self.account(account).await.id;
+        self.ra.choose_listed_account(&s, id).await.unwrap();
+        cookie
+    }
+
+    async fn submit(&self, s: &WebSession, req: FormRequest) -> Result<FormOutcome, FormError> {
+        self.ra.enroll_from_form(s, req, SRC).await
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_field_is_named_and_nothing_is_stored() {
+    let w = world().await;
+    let cookie = w.form_session("newcomer@example.org", "guest-code").await;
+    let s = w.session(&w.main, &cookie).await;
+    let approval = w.store.profile_by_name("approval").await.unwrap();
+    let (_, p384) = csr(&rcgen::PKCS_ECDSA_P384_SHA384, "x");
+    let before = w.rows().await;
+    let cases = [
+        (
+            "eula",
+            FormRequest {
+                eula_accepted: false,
+                ..form_request(PW)
+            },
+        ),
+        // The account does not allow an empty PKCS#12 password.
+        ("password", form_request("")),
+        ("password", form_request("short")),
+        (
+            "password_confirmation",
+            FormRequest {
+                password_confirmation: secret("correct horsE"),
+                ..form_request(PW)
+            },
+        ),
+        (
+            "term",
+            FormRequest {
+                term_years: Some(5),
+                ..form_request(PW)
+            },
+        ),
+        (
+            "key_type",
+            FormRequest {
+                key_type: Some(KeyType::EcP384),
+                ..form_request(PW)
+            },
+        ),
+        (
+            "last_name",
+            FormRequest {
+                last_name: "  ".into(),
+                ..form_request(PW)
+            },
+        ),
+        (
+            "first_name",
+            FormRequest {
+                first_name: "Ada\u{7}".into(),
+                ..form_request(PW)
+            },
+        ),
+        (
+            "middle_name",
+            FormRequest {
+                middle_name: "K".repeat(65),
+                ..form_request(PW)
+            },
+        ),
+        // A profile of another account.
+        (
+            "profile",
+            FormRequest {
+                profile_id: Some(approval.id),
+                ..form_request(PW)
+            },
+        ),
+        (
+            "csr",
+            FormRequest {
+                csr_der: Some(b"\x30\x03abc".to_vec()),
+                ..form_request(PW)
+            },
+        ),
+        // A CSR whose key type the profile does not allow.
+        (
+            "csr",
+            FormRequest {
+                csr_der: Some(p384),
+                ..form_request(PW)
+            },
+        ),
+    ];
+    for (field, req) in cases {
+        let errors = field_errors(w.submit(&s, req).await);
+        let fields: Vec<&str> = errors.0.iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields, [field], "{errors:?}");
+    }
+    let errors = field_errors(w.submit(&s, form_request("")).await);
+    assert!(
+        errors.get("password").unwrap().contains("at least 8"),
+        "{errors:?}"
+    );
+    // Several wrong fields are all named, in form order.
+    let errors = field_errors(
+        w.submit(
+            &s,
+            FormRequest {
+                term_years: Some(5),
+                last_name: String::new(),
+                eula_accepted: false,
+                ..form_request(PW)
+            },
+        )
+        .await,
+    );
+    let fields: Vec<&str> = errors.0.iter().map(|(f, _)| *f).collect();
+    assert_eq!(fields, ["term", "last_name", "eula"]);
+    assert_eq!(w.rows().await, before);
+    assert!(w.person("newcomer@example.org").await.is_none());
+    assert_eq!(w.session(&w.main, &cookie).await.person_id, None);
+}
+
+#[tokio::test]
+async fn the_form_makes_a_pkcs12_for_a_new_person_with_the_typed_names_and_term() {
+    let w = world().await;
+    let cookie = w.form_session("newcomer@example.org", "eng-code").await;
+    let s = w.session(&w.main, &cookie).await;
+    let persons = w.rows().await.persons;
+    let out = w
+        .submit(
+            &s,
+            FormRequest {
+                term_years: Some(3),
+                key_type: Some(KeyType::Rsa { bits: 2048 }),
+                ..form_request(PW)
+            },
+        )
+        .await
+        .unwrap();
+    let FormOutcome::Pkcs12 {
+        file,
+        filename,
+        serial,
+        encryption,
+    } = out
+    else {
+        panic!("expected a PKCS#12 file, got {out:?}");
+    };
+    assert_eq!(filename, "newcomer@example.org.p12");
+    assert_eq!(encryption, crate::domain::Pkcs12Encryption::Modern);
+
+    // The one certificate issued is the one in the file, as OpenSSL reads it.
+    let certs = w.store.certificates().await.unwrap();
+    assert_eq!(certs.len(), 1);
+    assert_eq!(certs[0].serial, serial);
+    let opened = openssl_pkcs12_certificates(&file, PW);
+    assert!(opened.contains("Ada King Lovelace"), "{opened}");
+    assert!(opened.contains("Engineering"), "{opened}");
+    assert!(
+        opened.contains(crate::ca::pem_certificate(&certs[0].der).trim()),
+        "{opened}"
+    );
+    let (_, cert) = parse_x509_certificate(&certs[0].der).unwrap();
+    let subject = cert.subject().to_string();
+    assert!(subject.contains("CN=Ada King Lovelace"), "{subject}");
+    assert!(subject.contains("OU=Engineering"), "{subject}");
+    assert_eq!(san(&cert), ["RFC822Name(newcomer@example.org)"]);
+    assert_eq!(cert.validity().not_before.timestamp(), T0);
+    assert_eq!(
+        cert.validity().not_after.timestamp(),
+        crate::ca::add_years(T0, 3)
+    );
+    assert!(matches!(
+        cert.public_key().parsed().unwrap(),
+        x509_parser::public_key::PublicKey::RSA(_)
+    ));
+
+    // The person, created on submit with the typed names and the account's department,
+    // now belongs to the session and the order.
+    let p = w.person("newcomer@example.org").await.unwrap();
+    assert_eq!(
+        (
+            p.first_name.as_str(),
+            p.middle_name.as_str(),
+            p.last_name.as_str()
+        ),
+        ("Ada", "King", "Lovelace")
+    );
+    assert_eq!(p.department_id, Some(w.eng));
+    assert_eq!(p.organisation_id, w.main.organisation_id);
+    assert!(p.secret_id_hash.is_none());
+    assert_eq!(w.rows().await.persons, persons + 1);
+    assert_eq!(w.session(&w.main, &cookie).await.person_id, Some(p.id));
+    let order = w.store.order(certs[0].order_id).await.unwrap();
+    assert_eq!(order.status, crate::domain::OrderStatus::Issued);
+    assert_eq!(order.person_id, Some(p.id));
+    assert_eq!(order.term_years, 3);
+    assert_eq!(order.key_type, KeyType::Rsa { bits: 2048 }.as_str());
+    assert_eq!(order.requester, "newcomer@example.org");
+    assert_eq!(w.audited("web-serverkeygen.issued").await, 1);
+}
+
+#[tokio::test]
+async fn an_empty_pkcs12_password_where_the_account_allows_it() {
+    let w = world().await;
+    let cookie = w.form_session("carol@example.org", "open-code").await;
+    let s = w.session(&w.main, &cookie).await;
+    let out = w
+        .submit(
+            &s,
+            FormRequest {
+                first_name: "Carol".into(),
+                middle_name: String::new(),
+                last_name: "King".into(),
+                ..form_request("")
+            },
+        )
+        .await
+        .unwrap();
+    let FormOutcome::Pkcs12 { file, .. } = out else {
+        panic!("expected a PKCS#12 file, got {out:?}");
+    };
+    let opened = openssl_pkcs12_certificates(&file, "");
+    assert!(opened.contains("Carol King"), "{opened}");
+    // Default term of the profile: one year.
+    let cert = &w.store.certificates().await.unwrap()[0];
+    assert_eq!(cert.not_after, crate::ca::add_years(T0, 1));
+}
+
+#[tokio::test]
+async fn a_client_csr_gets_a_pem_chain_and_typed_names_update_the_record() {
+    let w = world().await;
+    let cookie = w
+        .listed_session("alice@example.org", "alice-secret", "staff")
+        .await;
+    let s = w.session(&w.main, &cookie).await;
+    let before = w.rows().await;
+    let (key, der) = csr(&rcgen::PKCS_ECDSA_P256_SHA256, "Mallory");
+    let out = w
+        .submit(
+            &s,
+            FormRequest {
+                first_name: " Alicia ".into(),
+                middle_name: String::new(),
+                last_name: "Smith-Jones".into(),
+                // Not needed for a client key, so not checked.
+                password: secret(""),
+                password_confirmation: secret("x"),
+                csr_der: Some(der),
+                ..form_request(PW)
+            },
+        )
+        .await
+        .unwrap();
+    let FormOutcome::Certificate {
+        pem,
+        filename,
+        serial,
+    } = out
+    else {
+        panic!("expected a PEM certificate, got {out:?}");
+    };
+    assert_eq!(filename, "alice@example.org.pem");
+    let blocks: Vec<_> = x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .map(|b| b.unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 1 + w.ra.ca_chain().len());
+    for (block, ca) in blocks[1..].iter().zip(w.ra.ca_chain()) {
+        assert_eq!(&block.contents, ca);
+    }
+    let leaf = blocks[0].parse_x509().unwrap();
+    let subject = leaf.subject().to_string();
+    assert!(subject.contains("CN=Alicia Smith-Jones"), "{subject}");
+    assert!(!subject.contains("Mallory"), "{subject}");
+    assert!(subject.contains("OU=Engineering"), "{subject}");
+    assert_eq!(san(&leaf), ["RFC822Name(alice@example.org)"]);
+    use rcgen::PublicKeyData;
+    assert_eq!(
+        leaf.public_key().raw,
+        key.subject_public_key_info().as_slice()
+    );
+    assert_eq!(
+        leaf.tbs_certificate
+            .raw_serial_as_string()
+            .replace(':', "")
+            .to_uppercase(),
+        serial
+    );
+
+    // The record now has the typed names; nothing else about alice changed.
+    let alice = w.person("alice@example.org").await.unwrap();
+    assert_eq!(
+        (
+            alice.first_name.as_str(),
+            alice.middle_name.as_str(),
+            alice.last_name.as_str()
+        ),
+        ("Alicia", "", "Smith-Jones")
+    );
+    assert_eq!(alice.department_id, Some(w.eng));
+    assert_eq!(w.rows().await.persons, before.persons);
+    w.sign_in_with_secret("alice@example.org", "alice-secret")
+        .await;
+    assert_eq!(w.audited("web-enroll.issued").await, 1);
+}
+
+#[tokio::test]
+async fn a_profile_that_requires_approval_records_a_pending_order() {
+    let w = world().await;
+    let cookie = w
+        .form_session("newcomer@example.org", "approval-code")
+        .await;
+    let s = w.session(&w.main, &cookie).await;
+    let out = w.submit(&s, form_request(PW)).await.unwrap();
+    let FormOutcome::PendingApproval { order_id } = out else {
+        panic!("expected a pending order, got {out:?}");
+    };
+    let order = w.store.order(order_id).await.unwrap();
+    assert_eq!(order.status, crate::domain::OrderStatus::PendingApproval);
+    assert_eq!(order.serial, None);
+    assert_eq!(order.requester, "newcomer@example.org");
+    assert_eq!(
+        order.profile_id,
+        w.store.profile_by_name("approval").await.unwrap().id
+    );
+    assert_eq!(
+        order.person_id,
+        Some(w.person("newcomer@example.org").await.unwrap().id)
+    );
+    assert_eq!(w.store.count_orders().await.unwrap(), 1);
+    assert!(w.store.certificates().await.unwrap().is_empty());
+    assert_eq!(w.audited("order.pending-approval").await, 1);
+}
+
+#[tokio::test]
+async fn an_account_for_server_keys_only_does_not_sign_a_client_csr() {
+    let w = world().await;
+    let cookie = w.form_session("newcomer@example.org", "server-code").await;
+    let s = w.session(&w.main, &cookie).await;
+    let before = w.rows().await;
+    let (_, der) = csr(&rcgen::PKCS_ECDSA_P256_SHA256, "x");
+    let errors = field_errors(
+        w.submit(
+            &s,
+            FormRequest {
+                csr_der: Some(der),
+                ..form_request(PW)
+            },
+        )
+        .await,
+    );
+    assert!(errors.get("csr").is_some(), "{errors:?}");
+    assert_eq!(w.rows().await, before);
+    assert!(matches!(
+        w.submit(&s, form_request(PW)).await.unwrap(),
+        FormOutcome::Pkcs12 { .. }
+    ));
+}
