@@ -1363,3 +1363,318 @@ async fn an_account_for_server_keys_only_does_not_sign_a_client_csr() {
         FormOutcome::Pkcs12 { .. }
     ));
 }
+
+// ---- EST with an access code: email confirmation --------------------------------------
+
+impl World {
+    async fn est(
+        &self,
+        account: &str,
+        user: &str,
+        code: &str,
+        csr: &[u8],
+    ) -> Result<Issued, Error> {
+        let credentials = Credentials {
+            username: user.into(),
+            password: secret(code),
+        };
+        self.ra
+            .enroll(self.account(account).await, Some(credentials), csr, SRC)
+            .await
+    }
+
+    async fn confirm(&self, link: &Secret) -> String {
+        match self
+            .ra
+            .follow_email_link(&self.main, link, SRC)
+            .await
+            .unwrap()
+        {
+            SignInOutcome::EstConfirmed { account } => account,
+            other => panic!("expected an EST confirmation, got {other:?}"),
+        }
+    }
+}
+
+fn pending(kind: ErrorKind) {
+    match kind {
+        ErrorKind::Pending { retry_after } => assert!(retry_after > 0),
+        other => panic!("expected 202, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn est_with_an_access_code_is_issued_once_per_confirmation() {
+    let w = world().await;
+    let guests = w.account("guests").await;
+    let email = EmailAddress::parse("grace@example.org").unwrap();
+    let (_, first_csr) = csr(&rcgen::PKCS_ECDSA_P256_SHA256, "Grace Brewster Hopper");
+    let before = w.rows().await;
+
+    let e = w
+        .est("guests", "Grace@Example.org", "guest-code", &first_csr)
+        .await
+        .unwrap_err();
+    pending(e.kind);
+    assert!(e.message.contains("grace@example.org"), "{}", e.message);
+    let mut mailed = w.deliver().await;
+    assert_eq!(mailed.len(), 1);
+    let (item, link) = mailed.remove(0);
+    assert_eq!(item.recipient, "grace@example.org");
+    let token = w
+        .store
+        .est_confirmation(guests.id, &email, &sha256_hex(&first_csr))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(Some(token.id), item.email_token_id);
+    assert_eq!(token.purpose, crate::domain::EmailPurpose::Est);
+    assert_eq!(token.expires_at, T0 + 3600);
+
+    // Asked again before the link is followed: still waiting, and no second email.
+    w.clock.advance(60);
+    pending(kind(
+        w.est("guests", "grace@example.org", "guest-code", &first_csr)
+            .await,
+    ));
+    assert!(w.deliver().await.is_empty());
+    let waiting = w.rows().await;
+    assert_eq!(
+        (waiting.orders, waiting.persons),
+        (before.orders, before.persons)
+    );
+
+    assert_eq!(w.confirm(&link).await, "guests");
+    assert_eq!(w.audited("est.email-confirmed").await, 1);
+    // Confirming is no sign-in, and the link is spent.
+    assert_eq!(w.audited("web.sign-in").await, 0);
+    assert_eq!(
+        kind(w.ra.follow_email_link(&w.main, &link, SRC).await),
+        ErrorKind::AlreadyUsed
+    );
+
+    let issued = w
+        .est("guests", "grace@example.org", "guest-code", &first_csr)
+        .await
+        .unwrap();
+    let (_, cert) = parse_x509_certificate(&issued.der).unwrap();
+    assert_eq!(san(&cert), ["RFC822Name(grace@example.org)"]);
+    assert!(cert
+        .subject()
+        .to_string()
+        .contains("CN=Grace Brewster Hopper"));
+    // The person, first seen here, is created from the CSR's common name.
+    let grace = w.person("grace@example.org").await.unwrap();
+    assert_eq!(
+        (
+            grace.first_name.as_str(),
+            grace.middle_name.as_str(),
+            grace.last_name.as_str()
+        ),
+        ("Grace", "Brewster", "Hopper")
+    );
+    assert_eq!(grace.organisation_id, guests.organisation_id);
+    let record = &w.store.certificates().await.unwrap()[0];
+    let order = w.store.order(record.order_id).await.unwrap();
+    assert_eq!(order.person_id, Some(grace.id));
+    assert_eq!(order.requester, "grace@example.org");
+
+    // The confirmation was for one issuance: the same CSR again needs a new one.
+    pending(kind(
+        w.est("guests", "grace@example.org", "guest-code", &first_csr)
+            .await,
+    ));
+    assert_eq!(w.deliver().await.len(), 1);
+    assert_eq!(w.store.certificates().await.unwrap().len(), 1);
+
+    // Another CSR has its own confirmation.
+    let (_, other_csr) = csr(&rcgen::PKCS_ECDSA_P256_SHA256, "Grace Hopper");
+    pending(kind(
+        w.est("guests", "grace@example.org", "guest-code", &other_csr)
+            .await,
+    ));
+    let mailed = w.deliver().await;
+    assert_eq!(mailed.len(), 1);
+    let token = w
+        .store
+        .email_token(mailed[0].0.email_token_id.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(token.csr_sha256, Some(sha256_hex(&other_csr)));
+    assert_eq!(w.store.count_orders().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_confirmation_stays_with_its_csr_when_another_is_sent() {
+    let w = world().await;
+    let (_, first_csr) = csr(&rcgen::PKCS_ECDSA_P256_SHA256, "Grace Hopper");
+    let (_, other_csr) = csr(&rcgen::PKCS_ECDSA_P256_SHA256, "Grace Hopper");
+    let user = "grace@example.org";
+    pending(kind(w.est("guests", user, "guest-code", &first_csr).await));
+    let (_, first_link) = w.deliver().await.remove(0);
+    assert_eq!(w.confirm(&first_link).await, "guests");
+    // A second device of the same person asks before the first comes back.
+    pending(kind(w.est("guests", user, "guest-code", &other_csr).await));
+    let (_, other_link) = w.deliver().await.remove(0);
+    w.est("guests", user, "guest-code", &first_csr)
+        .await
+        .unwrap();
+    assert_eq!(w.confirm(&other_link).await, "guests");
+    w.est("guests", user, "guest-code", &other_csr)
+        .await
+        .unwrap();
+    assert_eq!(w.store.certificates().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn est_serverkeygen_waits_for_the_confirmation_too() {
+    let w = world().await;
+    let (_, req) = csr(&rcgen::PKCS_ECDSA_P256_SHA256, "Grace Hopper");
+    let credentials = || {
+        Some(Credentials {
+            username: "grace@example.org".into(),
+            password: secret("guest-code"),
+        })
+    };
+    let guests = w.account("guests").await;
+    let e =
+        w.ra.enroll_with_server_key(guests.clone(), credentials(), &req, SRC)
+            .await
+            .unwrap_err();
+    pending(e.kind);
+    assert_eq!(w.store.count_orders().await.unwrap(), 0);
+    let (_, link) = w.deliver().await.remove(0);
+    w.confirm(&link).await;
+    let out =
+        w.ra.enroll_with_server_key(guests, credentials(), &req, SRC)
+            .await
+            .unwrap();
+    let (_, cert) = parse_x509_certificate(&out.issued.der).unwrap();
+    assert_eq!(san(&cert), ["RFC822Name(grace@example.org)"]);
+    assert_eq!(out.friendly_name, "Grace Hopper <grace@example.org>");
+}
+
+#[tokio::test]
+async fn est_email_confirmation_refusals_send_nothing() {
+    let w = world().await;
+    let (_, req) = csr(&rcgen::PKCS_ECDSA_P256_SHA256, "Grace Hopper");
+    let before = w.rows().await;
+    assert_eq!(
+        kind(
+            w.est("guests", "grace@example.org", "wrong-code", &req)
+                .await
+        ),
+        ErrorKind::Unauthorized
+    );
+    let e = w
+        .est("guests", "grace", "guest-code", &req)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert!(e.message.contains("email address"), "{}", e.message);
+    let e = w
+        .est("guests", "grace@elsewhere.com", "guest-code", &req)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert!(e.message.contains("elsewhere.com"), "{}", e.message);
+    // The account's endpoint (secret ID only) cannot confirm an address.
+    let e = w
+        .est("no-confirm", "grace@example.org", "noconfirm-code", &req)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert!(e.message.contains("email confirmation"), "{}", e.message);
+    assert_eq!(w.rows().await, before);
+    assert!(w.deliver().await.is_empty());
+    assert!(w.audited("est.email-confirmed").await == 0);
+    let _ = &w.secret_only;
+}
+
+// ---- my certificates ------------------------------------------------------------------
+
+#[tokio::test]
+async fn my_certificates_lists_the_persons_certificates_newest_first() {
+    let w = world().await;
+    let cookie = w
+        .listed_session("alice@example.org", "alice-secret", "staff")
+        .await;
+    let s = w.session(&w.main, &cookie).await;
+    assert!(w.ra.my_certificates(&s).await.unwrap().is_empty());
+    let names = |first: &str| FormRequest {
+        first_name: first.into(),
+        middle_name: String::new(),
+        last_name: "Smith".into(),
+        ..form_request(PW)
+    };
+    let (_, der) = csr(&rcgen::PKCS_ECDSA_P256_SHA256, "x");
+    let Ok(FormOutcome::Certificate { serial: first, .. }) = w
+        .submit(
+            &s,
+            FormRequest {
+                csr_der: Some(der),
+                ..names("Alice")
+            },
+        )
+        .await
+    else {
+        panic!("expected a certificate");
+    };
+    w.clock.advance(60);
+    let smime = w.store.profile_by_name("smime").await.unwrap();
+    let Ok(FormOutcome::Pkcs12 { serial: second, .. }) = w
+        .submit(
+            &s,
+            FormRequest {
+                profile_id: Some(smime.id),
+                ..names("Alice")
+            },
+        )
+        .await
+    else {
+        panic!("expected a PKCS#12 file");
+    };
+    // Certificates from EST count too; another person's do not.
+    w.clock.advance(60);
+    let staff = w.account("staff").await;
+    let (_, der) = csr(&rcgen::PKCS_ECDSA_P256_SHA256, "x");
+    let alice_creds = Credentials {
+        username: "alice@example.org".into(),
+        password: secret("alice-secret"),
+    };
+    let third =
+        w.ra.enroll(staff.clone(), Some(alice_creds), &der, SRC)
+            .await
+            .unwrap()
+            .serial;
+    let bob_creds = Credentials {
+        username: "bob@example.org".into(),
+        password: secret("bob-secret"),
+    };
+    w.ra.enroll(staff, Some(bob_creds), &der, SRC)
+        .await
+        .unwrap();
+
+    let mine: Vec<(String, String)> =
+        w.ra.my_certificates(&s)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(c, profile)| {
+                assert_eq!(c.status, crate::domain::CertStatus::Valid);
+                (c.serial, profile)
+            })
+            .collect();
+    let expected = [(third, "person"), (second, "smime"), (first, "person")]
+        .map(|(serial, profile)| (serial, profile.to_string()));
+    assert_eq!(mine, expected);
+
+    // Without a person record there is nothing to list; once the form created one, the
+    // session lists that person's certificate.
+    let cookie = w.form_session("newcomer@example.org", "guest-code").await;
+    let s = w.session(&w.main, &cookie).await;
+    assert!(w.ra.my_certificates(&s).await.unwrap().is_empty());
+    w.submit(&s, form_request(PW)).await.unwrap();
+    let s = w.session(&w.main, &cookie).await;
+    assert_eq!(w.ra.my_certificates(&s).await.unwrap().len(), 1);
+}
