@@ -566,7 +566,7 @@ impl Store {
                 out.push((super::certificate_from(c)?, profile.clone()));
             }
         }
-        out.sort_by(|a, b| b.0.id.cmp(&a.0.id));
+        out.sort_by_key(|c| std::cmp::Reverse(c.0.id));
         Ok(out)
     }
 }
