@@ -748,3 +748,5 @@ impl From<crate::ca::CaError> for Error {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_selfservice;

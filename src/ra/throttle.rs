@@ -24,6 +24,12 @@ pub const MAILS_PER_RECIPIENT: u64 = 3;
 pub const MAILS_PER_ADDRESS: u64 = 10;
 pub const MAIL_WINDOW_SECS: i64 = 15 * 60;
 
+/// The first second of the window that ends at `now`: an event at `t` counts while
+/// `now < t + window`, so a client that waits the `retry_after` it was told is let in.
+fn window_start(now: UnixTime, window: i64) -> UnixTime {
+    now - window + 1
+}
+
 fn host_of(source: &str) -> &str {
     source
         .rsplit_once(':')
@@ -48,7 +54,9 @@ pub async fn allow_mail(
         (format!("mail-from:{}", host_of(source)), MAILS_PER_ADDRESS),
     ];
     for (key, limit) in &keys {
-        let (count, oldest) = store.rate_events(key, now - MAIL_WINDOW_SECS).await?;
+        let (count, oldest) = store
+            .rate_events(key, window_start(now, MAIL_WINDOW_SECS))
+            .await?;
         if count >= *limit {
             let retry_after = (oldest.unwrap_or(now) + MAIL_WINDOW_SECS - now).max(1) as u64;
             return Err(Error::new(
@@ -112,7 +120,7 @@ pub async fn check(
     let mut counts = Vec::with_capacity(keys.len());
     for key in keys {
         let (count, oldest) = store
-            .recent_failures(account, &key.name, now - WINDOW_SECS)
+            .recent_failures(account, &key.name, window_start(now, WINDOW_SECS))
             .await?;
         if count >= key.limit {
             let until = oldest.unwrap_or(now) + WINDOW_SECS;

@@ -104,6 +104,9 @@ impl Store {
         if let Some(a) = t.account_id {
             older = older.filter(email_token::Column::AccountId.eq(a));
         }
+        if let Some(h) = &t.csr_sha256 {
+            older = older.filter(email_token::Column::CsrSha256.eq(h.as_str()));
+        }
         older.exec(&txn).await?;
         let token = email_token::ActiveModel {
             token_hash: Set(None),
