@@ -154,6 +154,8 @@ impl Ra {
             ));
         }
         let csr = parse_csr(csr_der)?;
+        // Refusals the CSR alone decides come before any confirmation email is sent.
+        plan::check_key(&auth.profile, &csr)?;
         let mut auth = auth;
         self.require_email_confirmation(&mut auth, &csr, source)
             .await?;
@@ -185,9 +187,6 @@ impl Ra {
             ));
         }
         let mut csr = parse_csr(csr_der)?;
-        let mut auth = auth;
-        self.require_email_confirmation(&mut auth, &csr, source)
-            .await?;
         if csr.decrypt_key_identifier {
             // RFC 7030 §4.4.1.1/4.4.1.2: the client asks for the key to be encrypted to it;
             // answering with the key in clear instead would ignore that request.
@@ -196,6 +195,9 @@ impl Ra {
                 "encrypting the returned private key (DecryptKeyIdentifier / AsymmetricDecryptKeyIdentifier) is not supported",
             ));
         }
+        let mut auth = auth;
+        self.require_email_confirmation(&mut auth, &csr, source)
+            .await?;
         let key_type = if auth.profile.key_types.contains(&csr.key) {
             csr.key
         } else {

@@ -10,7 +10,7 @@ use crate::domain::{is_dns_name, Organisation, Person, Profile, SubjectSource, U
 use crate::error::Error;
 
 /// The profile must allow the CSR's key type.
-fn check_key(profile: &Profile, csr: &Csr) -> Result<(), Error> {
+pub fn check_key(profile: &Profile, csr: &Csr) -> Result<(), Error> {
     if profile.key_types.contains(&csr.key) {
         return Ok(());
     }

@@ -657,8 +657,9 @@ impl Ra {
         };
         if profile.requires_approval {
             let csr_hash = csr.as_ref().map(|c| sha256_hex(&c.der)).unwrap_or_default();
+            let key = csr.as_ref().map(|c| c.key).unwrap_or(key_type);
             let order_id = self
-                .record_for_approval(&auth, key_type, &csr_hash, actor)
+                .record_for_approval(&auth, key, &csr_hash, actor)
                 .await?;
             return Ok(FormOutcome::PendingApproval { order_id });
         }

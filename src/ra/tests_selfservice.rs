@@ -1585,6 +1585,15 @@ async fn est_email_confirmation_refusals_send_nothing() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Forbidden);
     assert!(e.message.contains("email confirmation"), "{}", e.message);
+    // A key the profile does not allow is refused before any email goes out.
+    let (_, p384) = csr(&rcgen::PKCS_ECDSA_P384_SHA384, "Grace Hopper");
+    assert_eq!(
+        kind(
+            w.est("guests", "grace@example.org", "guest-code", &p384)
+                .await
+        ),
+        ErrorKind::BadCsr
+    );
     assert_eq!(w.rows().await, before);
     assert!(w.deliver().await.is_empty());
     assert_eq!(w.audited("est.email-confirmed").await, 0);

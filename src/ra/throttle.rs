@@ -61,10 +61,13 @@ pub async fn allow_mail(
             let retry_after = (oldest.unwrap_or(now) + MAIL_WINDOW_SECS - now).max(1) as u64;
             return Err(Error::new(
                 ErrorKind::RateLimited { retry_after },
-                format!(
-                    "too many confirmation emails were requested; try again in {} minutes",
-                    retry_after.div_ceil(60)
-                ),
+                match retry_after.div_ceil(60) {
+                    1 => "too many confirmation emails were requested; try again in a minute"
+                        .to_string(),
+                    m => format!(
+                        "too many confirmation emails were requested; try again in {m} minutes"
+                    ),
+                },
             ));
         }
     }
