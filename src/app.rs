@@ -1,5 +1,6 @@
-//! Composition: config → PKI files → database (with migrations) → store, CA, RA →
-//! listener. Shared by `main` and the integration tests, so tests start the real server.
+//! Composition: config → PKI files → database (with migrations) → store, CA, RA, mail →
+//! listener and mail worker. Shared by `main` and the integration tests, so tests start
+//! the real server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use crate::ca::dev::{ensure_dev_ca, ensure_tls_cert, PkiFiles};
 use crate::ca::{Ca, CaError};
 use crate::config::Config;
 use crate::domain::Clock;
+use crate::mail::{MailError, Mailer, Worker};
 use crate::ra::Ra;
 use crate::store::{Store, StoreError};
 use crate::web::{self, AppState, WebError};
@@ -26,6 +28,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Web(#[from] WebError),
+    #[error("mail: {0}")]
+    Mail(#[from] MailError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -91,6 +95,8 @@ pub struct Running {
     pub ra: Ra,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    mail_shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    mail_task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -98,12 +104,20 @@ impl Running {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        if let Some(tx) = self.mail_shutdown.take() {
+            let _ = tx.send(());
+        }
         let _ = self.task.await;
+        let _ = self.mail_task.await;
     }
 
     /// Waits until the server stops (it stops on Ctrl-C in `main`).
-    pub async fn wait(self) {
+    pub async fn wait(mut self) {
         let _ = self.task.await;
+        if let Some(tx) = self.mail_shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.mail_task.await;
     }
 }
 
@@ -112,7 +126,9 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
     let ca = Arc::new(Ca::load(&config.ca_chain, &config.ca_key)?);
     publish_trust_anchor(config, &ca)?;
     let store = open_store(config).await?;
-    let ra = Ra::new(store, ca.clone(), clock);
+    let mailer = Mailer::new(&config.mail.transport)?;
+    let ra = Ra::new(store.clone(), ca.clone(), clock.clone())
+        .with_email_link_ttl(config.mail.link_ttl_secs);
     let tls = web::tls_config(&config.tls_cert, &config.tls_key, ca.chain())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -129,10 +145,17 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
     let task = tokio::spawn(web::serve(listener, tls, app, async move {
         let _ = rx.await;
     }));
+    let worker = Worker::new(store, mailer, clock, &config.mail, &config.public_url);
+    let (mail_tx, mail_rx) = tokio::sync::oneshot::channel::<()>();
+    let mail_task = tokio::spawn(worker.run(async move {
+        let _ = mail_rx.await;
+    }));
     Ok(Running {
         addr,
         ra,
         shutdown: Some(tx),
         task,
+        mail_shutdown: Some(mail_tx),
+        mail_task,
     })
 }

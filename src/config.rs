@@ -4,9 +4,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::ca::dev::PkiFiles;
+use crate::domain::Secret;
+use crate::mail::{MailConfig, MailTransport, Mailbox, SmtpCredentials, SmtpSettings, SmtpTls};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -23,7 +25,8 @@ pub enum ConfigError {
 }
 
 /// The file as written; every field optional so the environment can fill it in.
-#[derive(Debug, Default, Deserialize)]
+/// No `Debug`: it holds `smtp_password` in clear.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
@@ -35,6 +38,31 @@ struct RawConfig {
     tls_key: Option<String>,
     ca_chain: Option<String>,
     ca_key: Option<String>,
+    smtp_host: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
+    smtp_port: Option<String>,
+    smtp_tls: Option<String>,
+    smtp_username: Option<String>,
+    smtp_password: Option<String>,
+    smtp_ca: Option<String>,
+    mail_from: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
+    email_link_ttl_minutes: Option<String>,
+}
+
+/// Numbers may be written as TOML integers or, like every value from the environment, as
+/// text; both end up as text for one validation.
+fn text_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrNumber {
+        Text(String),
+        Number(i64),
+    }
+    Ok(Some(match TextOrNumber::deserialize(d)? {
+        TextOrNumber::Text(t) => t,
+        TextOrNumber::Number(n) => n.to_string(),
+    }))
 }
 
 /// Every key, its environment variable and its meaning; used for help text and docs.
@@ -48,6 +76,14 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("tls_key", "ESTGATE_TLS_KEY", "PEM server private key"),
     ("ca_chain", "ESTGATE_CA_CHAIN", "PEM issuing CA certificate, then its chain up to the root (default: development CA in data_dir)"),
     ("ca_key", "ESTGATE_CA_KEY", "PEM private key of the issuing CA"),
+    ("smtp_host", "ESTGATE_SMTP_HOST", "SMTP relay host (default: none, emails are written as .eml files to data_dir/outbox)"),
+    ("smtp_port", "ESTGATE_SMTP_PORT", "SMTP relay port (default 587 for starttls, 465 for tls, 25 for none)"),
+    ("smtp_tls", "ESTGATE_SMTP_TLS", "starttls (required), tls (implicit) or none (default starttls)"),
+    ("smtp_username", "ESTGATE_SMTP_USERNAME", "SMTP user name, if the relay wants one"),
+    ("smtp_password", "ESTGATE_SMTP_PASSWORD", "SMTP password (with smtp_username)"),
+    ("smtp_ca", "ESTGATE_SMTP_CA", "PEM CA certificates to trust for the relay besides the system's"),
+    ("mail_from", "ESTGATE_MAIL_FROM", "From: of emails (default estgate <estgate@localhost>)"),
+    ("email_link_ttl_minutes", "ESTGATE_EMAIL_LINK_TTL_MINUTES", "how long an emailed link is valid, 5..1440 (default 60)"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +108,7 @@ pub struct Config {
     /// True when no TLS certificate was configured: `serve` issues one for localhost.
     pub dev_tls: bool,
     pub trust_anchor: PathBuf,
+    pub mail: MailConfig,
 }
 
 /// Command-line values; they win over the file and the environment.
@@ -108,7 +145,7 @@ impl Config {
             }
             None => RawConfig::default(),
         };
-        let fields: [(&str, &mut Option<String>); 9] = [
+        let fields: [(&str, &mut Option<String>); 17] = [
             ("ESTGATE_LISTEN", &mut raw.listen),
             ("ESTGATE_PUBLIC_URL", &mut raw.public_url),
             ("ESTGATE_DATA_DIR", &mut raw.data_dir),
@@ -118,6 +155,17 @@ impl Config {
             ("ESTGATE_TLS_KEY", &mut raw.tls_key),
             ("ESTGATE_CA_CHAIN", &mut raw.ca_chain),
             ("ESTGATE_CA_KEY", &mut raw.ca_key),
+            ("ESTGATE_SMTP_HOST", &mut raw.smtp_host),
+            ("ESTGATE_SMTP_PORT", &mut raw.smtp_port),
+            ("ESTGATE_SMTP_TLS", &mut raw.smtp_tls),
+            ("ESTGATE_SMTP_USERNAME", &mut raw.smtp_username),
+            ("ESTGATE_SMTP_PASSWORD", &mut raw.smtp_password),
+            ("ESTGATE_SMTP_CA", &mut raw.smtp_ca),
+            ("ESTGATE_MAIL_FROM", &mut raw.mail_from),
+            (
+                "ESTGATE_EMAIL_LINK_TTL_MINUTES",
+                &mut raw.email_link_ttl_minutes,
+            ),
         ];
         for (var, slot) in fields {
             if let Some(v) = env(var).filter(|v| !v.is_empty()) {
@@ -196,6 +244,19 @@ impl Config {
             (None, Some(_)) => return Err(invalid("tls_cert", "required when tls_key is set")),
         };
         let trust_anchor = files.trust_anchor.clone();
+        let mail = mail_config(
+            MailKeys {
+                smtp_host: raw.smtp_host,
+                smtp_port: raw.smtp_port,
+                smtp_tls: raw.smtp_tls,
+                smtp_username: raw.smtp_username,
+                smtp_password: raw.smtp_password,
+                smtp_ca: raw.smtp_ca,
+                mail_from: raw.mail_from,
+                email_link_ttl_minutes: raw.email_link_ttl_minutes,
+            },
+            &data_dir,
+        )?;
         Ok(Config {
             listen,
             public_url,
@@ -209,8 +270,118 @@ impl Config {
             dev_ca,
             dev_tls,
             trust_anchor,
+            mail,
         })
     }
+}
+
+/// The mail keys of `RawConfig`.
+struct MailKeys {
+    smtp_host: Option<String>,
+    smtp_port: Option<String>,
+    smtp_tls: Option<String>,
+    smtp_username: Option<String>,
+    smtp_password: Option<String>,
+    smtp_ca: Option<String>,
+    mail_from: Option<String>,
+    email_link_ttl_minutes: Option<String>,
+}
+
+fn mail_config(raw: MailKeys, data_dir: &Path) -> Result<MailConfig, ConfigError> {
+    let from = raw
+        .mail_from
+        .as_deref()
+        .unwrap_or("estgate <estgate@localhost>");
+    let from: Mailbox = from
+        .parse()
+        .map_err(|e| invalid("mail_from", format!("{from:?} is not a mailbox ({e})")))?;
+    let minutes = match raw.email_link_ttl_minutes.as_deref() {
+        None => 60,
+        Some(m) => m
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|m| (5..=1440).contains(m))
+            .ok_or_else(|| {
+                invalid(
+                    "email_link_ttl_minutes",
+                    format!("{m:?} is not a number of minutes from 5 to 1440"),
+                )
+            })?,
+    };
+    let password = raw.smtp_password.map(Secret::new);
+    let Some(host) = raw.smtp_host else {
+        let unused = [
+            ("smtp_port", raw.smtp_port.is_some()),
+            ("smtp_tls", raw.smtp_tls.is_some()),
+            ("smtp_username", raw.smtp_username.is_some()),
+            ("smtp_password", password.is_some()),
+            ("smtp_ca", raw.smtp_ca.is_some()),
+        ];
+        if let Some((key, _)) = unused.iter().find(|(_, set)| *set) {
+            return Err(invalid(key, "set, but smtp_host is not"));
+        }
+        return Ok(MailConfig {
+            transport: MailTransport::Dir(data_dir.join("outbox")),
+            from,
+            link_ttl_secs: minutes * 60,
+        });
+    };
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err(invalid("smtp_host", format!("{host:?} is not a host name")));
+    }
+    let tls = match raw.smtp_tls.as_deref() {
+        None => SmtpTls::StartTls,
+        Some(t) => SmtpTls::parse(t).ok_or_else(|| {
+            invalid(
+                "smtp_tls",
+                format!("{t:?} is none of starttls, tls and none"),
+            )
+        })?,
+    };
+    let port = match raw.smtp_port.as_deref() {
+        None => tls.default_port(),
+        Some(p) => p
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| invalid("smtp_port", format!("{p:?} is not a port")))?,
+    };
+    let credentials = match (raw.smtp_username, password) {
+        (Some(username), Some(password)) => Some(SmtpCredentials { username, password }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(invalid(
+                "smtp_password",
+                "required when smtp_username is set",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "smtp_username",
+                "required when smtp_password is set",
+            ))
+        }
+    };
+    if credentials.is_some() && tls == SmtpTls::None {
+        return Err(invalid(
+            "smtp_tls",
+            "none would send smtp_password unencrypted: use starttls or tls",
+        ));
+    }
+    let ca = raw.smtp_ca.map(|p| existing("smtp_ca", p)).transpose()?;
+    Ok(MailConfig {
+        transport: MailTransport::Smtp(SmtpSettings {
+            host,
+            port,
+            tls,
+            credentials,
+            ca,
+        }),
+        from,
+        link_ttl_secs: minutes * 60,
+    })
 }
 
 fn existing(key: &'static str, path: String) -> Result<PathBuf, ConfigError> {
@@ -278,6 +449,133 @@ mod tests {
                 err.to_string().contains(&format!("`{key}`")),
                 "{var}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn without_smtp_host_mail_goes_to_the_outbox_directory() {
+        let c = Config::load(None, no_env, &Overrides::default()).unwrap();
+        match &c.mail.transport {
+            MailTransport::Dir(d) => assert_eq!(d, &PathBuf::from("./estgate-data/outbox")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.mail.link_ttl_secs, 3600);
+        assert_eq!(c.mail.from.to_string(), "estgate <estgate@localhost>");
+    }
+
+    #[test]
+    fn an_smtp_relay_with_credentials_and_a_private_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("relay-ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let file = dir.path().join("estgate.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "smtp_host = \"mail.example.org\"\nsmtp_tls = \"tls\"\n\
+                 smtp_username = \"estgate\"\nsmtp_ca = {ca:?}\n\
+                 mail_from = \"Certificates <pki@example.org>\"\n\
+                 email_link_ttl_minutes = 15\n"
+            ),
+        )
+        .unwrap();
+        let env = |k: &str| (k == "ESTGATE_SMTP_PASSWORD").then(|| "relay-pw".to_string());
+        let c = Config::load(Some(&file), env, &Overrides::default()).unwrap();
+        let MailTransport::Smtp(s) = &c.mail.transport else {
+            panic!("{:?}", c.mail.transport)
+        };
+        assert_eq!(s.host, "mail.example.org");
+        assert_eq!((s.tls, s.port), (SmtpTls::Tls, 465));
+        let creds = s.credentials.as_ref().unwrap();
+        assert_eq!(creds.username, "estgate");
+        assert_eq!(creds.password.expose(), "relay-pw");
+        assert_eq!(s.ca.as_deref(), Some(ca.as_path()));
+        assert_eq!(c.mail.from.to_string(), "Certificates <pki@example.org>");
+        assert_eq!(c.mail.link_ttl_secs, 15 * 60);
+        assert!(
+            !format!("{c:?}").contains("relay-pw"),
+            "Debug shows the password"
+        );
+    }
+
+    #[test]
+    fn smtp_ports_follow_the_tls_mode_unless_set() {
+        for (tls, port, want) in [
+            (None, None, (SmtpTls::StartTls, 587)),
+            (Some("none"), None, (SmtpTls::None, 25)),
+            (Some("starttls"), Some("2525"), (SmtpTls::StartTls, 2525)),
+        ] {
+            let env = |k: &str| match k {
+                "ESTGATE_SMTP_HOST" => Some("127.0.0.1".to_string()),
+                "ESTGATE_SMTP_TLS" => tls.map(String::from),
+                "ESTGATE_SMTP_PORT" => port.map(String::from),
+                _ => None,
+            };
+            let c = Config::load(None, env, &Overrides::default()).unwrap();
+            let MailTransport::Smtp(s) = &c.mail.transport else {
+                panic!("{:?}", c.mail.transport)
+            };
+            assert_eq!((s.tls, s.port), want);
+            assert!(s.credentials.is_none());
+        }
+    }
+
+    #[test]
+    fn invalid_mail_values_name_their_key() {
+        let host = ("ESTGATE_SMTP_HOST", "mail.example.org");
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[host, ("ESTGATE_SMTP_TLS", "ssl")], "smtp_tls"),
+            (&[host, ("ESTGATE_SMTP_PORT", "70000")], "smtp_port"),
+            (&[host, ("ESTGATE_SMTP_PORT", "0")], "smtp_port"),
+            (&[host, ("ESTGATE_SMTP_USERNAME", "u")], "smtp_password"),
+            (&[host, ("ESTGATE_SMTP_PASSWORD", "p")], "smtp_username"),
+            (
+                &[
+                    host,
+                    ("ESTGATE_SMTP_TLS", "none"),
+                    ("ESTGATE_SMTP_USERNAME", "u"),
+                    ("ESTGATE_SMTP_PASSWORD", "p"),
+                ],
+                "smtp_tls",
+            ),
+            (&[host, ("ESTGATE_SMTP_CA", "/nonexistent.pem")], "smtp_ca"),
+            (&[("ESTGATE_SMTP_HOST", "two words")], "smtp_host"),
+            (&[("ESTGATE_SMTP_PORT", "25")], "smtp_port"),
+            (&[("ESTGATE_MAIL_FROM", "not a mailbox")], "mail_from"),
+            (
+                &[("ESTGATE_EMAIL_LINK_TTL_MINUTES", "4")],
+                "email_link_ttl_minutes",
+            ),
+            (
+                &[("ESTGATE_EMAIL_LINK_TTL_MINUTES", "1441")],
+                "email_link_ttl_minutes",
+            ),
+            (
+                &[("ESTGATE_EMAIL_LINK_TTL_MINUTES", "an hour")],
+                "email_link_ttl_minutes",
+            ),
+        ];
+        for (vars, key) in cases {
+            let env = |k: &str| {
+                vars.iter()
+                    .find(|(var, _)| *var == k)
+                    .map(|(_, v)| v.to_string())
+            };
+            let err = Config::load(None, env, &Overrides::default()).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("`{key}`")),
+                "{vars:?}: {err}"
+            );
+            if vars.iter().any(|(var, _)| *var == "ESTGATE_SMTP_PASSWORD") {
+                assert!(!err.to_string().contains("\"p\""), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_key_has_an_environment_variable() {
+        for (key, var, _) in KEYS {
+            assert_eq!(*var, format!("ESTGATE_{}", key.to_ascii_uppercase()));
         }
     }
 

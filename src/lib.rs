@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod mail;
 pub mod ra;
 pub mod store;
 #[doc(hidden)]
