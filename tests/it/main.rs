@@ -6,6 +6,8 @@ mod architecture;
 mod cli;
 mod data_dir;
 mod est;
+mod mail;
 mod pkcs12;
 mod serverkeygen;
+mod smtp;
 mod support;
