@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 pub use lettre::message::Mailbox;
 pub use transport::Mailer;
-pub use worker::{retry_delay, Worker};
+pub use worker::Worker;
 
 use crate::domain::Secret;
 use crate::store::StoreError;

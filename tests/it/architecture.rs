@@ -35,6 +35,7 @@ fn modules_only_use_what_the_design_allows() {
         ("store", &["store", "domain", "error"]),
         ("ra", &["ra", "ca", "store", "domain", "error"]),
         ("web", &["web", "ra", "domain", "error"]),
+        ("mail", &["mail", "store", "domain", "error"]),
     ];
     let mut violations = Vec::new();
     for (module, ok) in allowed {

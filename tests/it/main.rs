@@ -7,6 +7,8 @@ mod cli;
 mod data_dir;
 mod enroll;
 mod est;
+mod mail;
 mod pkcs12;
 mod serverkeygen;
+mod smtp;
 mod support;
