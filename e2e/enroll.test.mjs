@@ -312,16 +312,25 @@ test("email confirmation: the mailed link, an access code, a new person, legacy 
   await page.close();
 });
 
-test("without JavaScript the form still works and the download button delivers", async () => {
-  const page = await newPage({ javaScriptEnabled: false });
+test("on a phone, without JavaScript, by keyboard: the form works and the download button delivers", async () => {
+  const page = await newPage({ javaScriptEnabled: false, viewport: { width: 390, height: 844 }, isMobile: true });
   const staff = demo.accounts.staff;
   await page.goto(demo.enrollUrl);
-  await page.fill("#sid-email", staff.username);
-  await page.fill("#sid-secret", staff.password);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 390, `no sideways scrolling on a phone (${width}px)`);
+  assert.equal(await page.locator('[data-toggle-secret="sid-secret"]').isVisible(), false, "no dead toggle without JS");
+  // Keyboard only: the labelled fields take focus and Enter submits.
+  assert.equal(await page.locator('label[for="sid-secret"]').innerText(), "Secret ID");
+  await page.locator("#sid-secret").focus();
+  await page.keyboard.type(staff.password);
+  await page.keyboard.press("Shift+Tab");
+  await page.keyboard.type(staff.username);
+  await shot(page, "12-phone-sign-in");
+  await page.locator("#sid-secret").press("Enter");
   await page.waitForURL(/\/account$/);
-  await page.getByRole("button", { name: "Continue with this account" }).click();
+  await page.getByRole("button", { name: "Continue with this account" }).press("Enter");
   await page.waitForURL(/\/form$/);
+  await shot(page, "13-phone-form");
   const password = "no script needed here";
   await page.selectOption("#key-type", "ec-p256");
   await page.fill("#password", password);
