@@ -749,6 +749,6 @@ impl From<crate::ca::CaError> for Error {
 }
 
 #[cfg(test)]
-mod tests;
+mod selfservice_tests;
 #[cfg(test)]
-mod tests_selfservice;
+mod tests;

@@ -67,7 +67,10 @@ async fn demo_credentials_file_is_private_and_complete() {
         text.starts_with("enroll_url = \"https://localhost:"),
         "{text}"
     );
-    assert_eq!(text.matches("[[accounts]]").count(), 2);
+    assert_eq!(text.matches("[[accounts]]").count(), 3);
+    for label in ["staff", "devices", "visitors"] {
+        assert!(text.contains(&format!("label = \"{label}\"")), "{label}");
+    }
     for a in &s.demo.accounts {
         assert!(text.contains(&format!("label = \"{}\"", a.label)));
         assert!(text.contains(&format!("password = \"{}\"", a.password)));
