@@ -5,7 +5,9 @@ mod secret;
 use std::fmt;
 
 pub use estgate_protocol::KeyAlgorithm as KeyType;
-pub use secret::{generate_secret, hash_secret, hash_token, verify_secret, Secret, SecretHash};
+pub use secret::{
+    generate_secret, hash_secret, hash_token, recently_verified, verify_secret, Secret, SecretHash,
+};
 
 /// Seconds since the Unix epoch; the one time unit stored and compared.
 pub type UnixTime = i64;

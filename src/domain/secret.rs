@@ -122,6 +122,12 @@ pub fn verify_secret(secret: &Secret, hash: &SecretHash) -> bool {
     ok
 }
 
+/// Whether this exact (secret, hash) pair was verified within the last few minutes: such a
+/// presentation is known good without running Argon2 again.
+pub fn recently_verified(secret: &Secret, hash: &SecretHash) -> bool {
+    VERIFIED.contains(&cache_key(secret, hash))
+}
+
 fn cache_key(secret: &Secret, hash: &SecretHash) -> [u8; 32] {
     use aws_lc_rs::digest::{Context, SHA256};
     let mut ctx = Context::new(&SHA256);

@@ -478,11 +478,14 @@ impl Ra {
         source: &str,
     ) -> Result<Authorized, Error> {
         let now = self.clock.now();
-        let mut keys = vec![throttle::Key::username(&c.username)];
-        if account.authorization == Authorization::AccessCode {
-            keys.push(throttle::Key::address(source));
-        }
-        let recent_failures = throttle::check(&self.store, account.id, &keys, now).await?;
+        let keys = match account.authorization {
+            Authorization::None => vec![throttle::Key::secret_id(&c.username)],
+            Authorization::AccessCode => vec![
+                throttle::Key::username(account.id, &c.username),
+                throttle::Key::address(account.id, source),
+            ],
+        };
+        let recent_failures = throttle::check(&self.store, &keys, now).await?;
         let profile_id = *account
             .profile_ids
             .first()
@@ -497,19 +500,11 @@ impl Ra {
                 };
                 let person = person.filter(|p| p.organisation_id == account.organisation_id);
                 let hash = person.as_ref().and_then(|p| p.secret_id_hash.clone());
-                // Verify against a dummy hash when there is no person, so the answer's
-                // timing does not reveal which addresses exist.
-                let ok = verify_off_executor(
-                    &c.password,
-                    hash.clone().unwrap_or_else(|| dummy_hash().clone()),
-                )
-                .await
-                    && hash.is_some();
+                let ok = self.verify_guess(&keys, &c.password, hash, now).await?;
                 let (Some(person), Some(email), true) = (person, email, ok) else {
-                    throttle::fail(&self.store, account.id, &keys, now).await?;
                     return Err(Error::unauthorized("wrong email address or secret ID"));
                 };
-                throttle::succeed(&self.store, account.id, &keys, &recent_failures).await?;
+                throttle::forget_failures(&self.store, &keys, &recent_failures).await?;
                 let org = self.store.organisation(account.organisation_id).await?;
                 Self::check_domain(&org, &email)?;
                 if let Some(dept) = account.department_id {
@@ -529,15 +524,16 @@ impl Ra {
                 })
             }
             Authorization::AccessCode => {
-                let ok = match account.access_code_hash.clone() {
-                    Some(h) => verify_off_executor(&c.password, h).await,
-                    None => false,
+                // A blank device name counts as a failure whatever the code.
+                let hash = if c.username.trim().is_empty() {
+                    None
+                } else {
+                    account.access_code_hash.clone()
                 };
-                if !ok || c.username.trim().is_empty() {
-                    throttle::fail(&self.store, account.id, &keys, now).await?;
+                if !self.verify_guess(&keys, &c.password, hash, now).await? {
                     return Err(Error::unauthorized("wrong access code"));
                 }
-                throttle::succeed(&self.store, account.id, &keys, &recent_failures).await?;
+                throttle::forget_failures(&self.store, &keys, &recent_failures).await?;
                 if profile.subject_source == SubjectSource::Person {
                     // A shared access code does not say who is asking: the person proves
                     // the address by following an emailed link (selfservice.rs).
@@ -683,6 +679,37 @@ impl Ra {
             .await?;
         tracing::info!(serial = %serial, order = order_id, "{action}: certificate issued");
         Ok(Issued { der, serial })
+    }
+}
+
+impl Ra {
+    /// Verifies a guessed secret against `hash` — or a dummy hash when there is none, so
+    /// the answer's timing does not reveal which names exist — counted under the throttle
+    /// `keys` before the check (throttle.rs: race-free counting). A secret verified moments
+    /// ago is let through without a write.
+    async fn verify_guess(
+        &self,
+        keys: &[throttle::Key],
+        secret: &Secret,
+        hash: Option<SecretHash>,
+        now: crate::domain::UnixTime,
+    ) -> Result<bool, Error> {
+        if hash
+            .as_ref()
+            .is_some_and(|h| crate::domain::recently_verified(secret, h))
+        {
+            return Ok(true);
+        }
+        let reservation = throttle::reserve(&self.store, keys, now).await?;
+        let ok = verify_off_executor(secret, hash.clone().unwrap_or_else(|| dummy_hash().clone()))
+            .await
+            && hash.is_some();
+        if ok {
+            reservation.succeeded(&self.store).await?;
+        } else {
+            reservation.failed(&self.store, now).await?;
+        }
+        Ok(ok)
     }
 }
 

@@ -5,9 +5,7 @@
 use estgate_protocol::Csr;
 use zeroize::Zeroizing;
 
-use super::{
-    dummy_hash, friendly_name, parse_csr, sha256_hex, throttle, verify_off_executor, Authorized, Ra,
-};
+use super::{friendly_name, parse_csr, sha256_hex, throttle, verify_off_executor, Authorized, Ra};
 use crate::domain::{
     generate_secret, hash_token, Account, Actor, AuthType, Authorization, CsrMethod, Department,
     EmailAddress, EmailPurpose, Endpoint, Id, KeyType, Organisation, Person, Pkcs12Encryption,
@@ -282,8 +280,8 @@ impl Ra {
             ));
         }
         let now = self.clock.now();
-        let keys = [throttle::Key::web("secret-id", endpoint.id, email)];
-        let counts = throttle::check(&self.store, throttle::WEB_SCOPE, &keys, now).await?;
+        let keys = [throttle::Key::secret_id(email)];
+        let counts = throttle::check(&self.store, &keys, now).await?;
         let org = self.organisation_of(endpoint).await?;
         let parsed = EmailAddress::parse(email);
         let person = match &parsed {
@@ -295,18 +293,11 @@ impl Ra {
             None => None,
         };
         let hash = person.as_ref().and_then(|p| p.secret_id_hash.clone());
-        // A dummy verification when there is no such person keeps the timing the same.
-        let ok = verify_off_executor(
-            secret_id,
-            hash.clone().unwrap_or_else(|| dummy_hash().clone()),
-        )
-        .await
-            && hash.is_some();
+        let ok = self.verify_guess(&keys, secret_id, hash, now).await?;
         let (Some(person), Some(email), true) = (person, parsed, ok) else {
-            throttle::fail(&self.store, throttle::WEB_SCOPE, &keys, now).await?;
             return Err(Error::unauthorized("wrong email address or secret ID"));
         };
-        throttle::succeed(&self.store, throttle::WEB_SCOPE, &keys, &counts).await?;
+        throttle::forget_failures(&self.store, &keys, &counts).await?;
         Self::check_domain(&org, &email)?;
         self.new_session(
             endpoint,
@@ -398,30 +389,49 @@ impl Ra {
     ) -> Result<Account, Error> {
         let now = self.clock.now();
         let keys = [
-            throttle::Key::web("access-code", session.endpoint_id, session.email.as_str()),
-            throttle::Key::address(source),
+            throttle::Key::web_access_code(session.endpoint_id, session.email.as_str()),
+            throttle::Key::address(throttle::SHARED_SCOPE, source),
         ];
-        let counts = throttle::check(&self.store, throttle::WEB_SCOPE, &keys, now).await?;
-        let mut chosen = None;
-        if !code.expose().trim().is_empty() {
-            let trimmed = Secret::new(code.expose().trim());
-            for a in self.store.accounts_of_endpoint(session.endpoint_id).await? {
-                let Some(h) = a.access_code_hash.clone() else {
-                    continue;
-                };
-                if a.authorization == Authorization::AccessCode
-                    && verify_off_executor(&trimmed, h).await
-                {
-                    chosen = Some(a);
-                    break;
+        throttle::check(&self.store, &keys, now).await?;
+        let trimmed = Secret::new(code.expose().trim());
+        let candidates: Vec<Account> = self
+            .store
+            .accounts_of_endpoint(session.endpoint_id)
+            .await?
+            .into_iter()
+            .filter(|a| {
+                a.authorization == Authorization::AccessCode && a.access_code_hash.is_some()
+            })
+            .collect();
+        let known = |a: &Account| {
+            a.access_code_hash
+                .as_ref()
+                .is_some_and(|h| crate::domain::recently_verified(&trimmed, h))
+        };
+        let mut chosen = candidates.iter().find(|a| known(a)).cloned();
+        if chosen.is_none() {
+            // One guess, counted once, whatever the number of accounts it is tried against.
+            let reservation = throttle::reserve(&self.store, &keys, now).await?;
+            if !trimmed.expose().is_empty() {
+                for a in &candidates {
+                    if let Some(h) = a.access_code_hash.clone() {
+                        if verify_off_executor(&trimmed, h).await {
+                            chosen = Some(a.clone());
+                            break;
+                        }
+                    }
                 }
             }
+            match chosen {
+                Some(_) => reservation.succeeded(&self.store).await?,
+                None => reservation.failed(&self.store, now).await?,
+            }
         }
+        // No forgetting of earlier failures here: knowing one shared code must not reset
+        // the count of guesses at the others.
         let Some(account) = chosen else {
-            throttle::fail(&self.store, throttle::WEB_SCOPE, &keys, now).await?;
             return Err(Error::unauthorized("this access code is not valid here"));
         };
-        throttle::succeed(&self.store, throttle::WEB_SCOPE, &keys, &counts).await?;
         self.check_account_for(session, &account).await?;
         self.store
             .set_session_account(session.id, Some(account.id))

@@ -546,41 +546,131 @@ fn retry_after(kind: ErrorKind) -> u64 {
 }
 
 #[tokio::test]
-async fn a_fourth_email_to_one_address_within_the_window_is_refused() {
+async fn a_fourth_email_to_one_address_from_one_client_within_the_window_is_refused() {
     let w = world().await;
     // Respelling the address does not buy more emails.
-    for (i, email) in [
+    for email in [
         "carol@example.org",
         "Carol@example.org",
         "CAROL@EXAMPLE.ORG",
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        w.ra.start_email_confirmation(&w.main, email, &format!("192.0.2.{i}:1"))
+    ] {
+        w.ra.start_email_confirmation(&w.main, email, "192.0.2.1:1")
             .await
             .unwrap();
         w.clock.advance(60);
     }
     assert_eq!(w.store.outbox_pending().await.unwrap(), 3);
     let refused =
-        w.ra.start_email_confirmation(&w.main, "carol@example.org", "192.0.2.9:1")
+        w.ra.start_email_confirmation(&w.main, "carol@example.org", "192.0.2.1:2")
             .await;
     // The oldest email was sent 180 s ago; the window is 15 minutes.
     let wait = retry_after(kind(refused));
     assert_eq!(wait, (throttle::MAIL_WINDOW_SECS - 180) as u64);
     assert_eq!(w.store.outbox_pending().await.unwrap(), 3);
-    // Another recipient is not affected.
-    w.ra.start_email_confirmation(&w.main, "newcomer@example.org", "192.0.2.9:1")
+    // Another recipient from the same client is not affected, nor carol from elsewhere
+    // (one client cannot use up someone's links) ...
+    w.ra.start_email_confirmation(&w.main, "newcomer@example.org", "192.0.2.1:3")
         .await
         .unwrap();
-    assert_eq!(w.store.outbox_pending().await.unwrap(), 4);
+    let mut sent = 4;
+    for i in 0..(throttle::MAILS_PER_RECIPIENT - 3) {
+        w.ra.start_email_confirmation(
+            &w.main,
+            "carol@example.org",
+            &format!("192.0.2.{}:1", 10 + i),
+        )
+        .await
+        .unwrap();
+        sent += 1;
+    }
+    // ... until carol's own limit, from any client.
+    assert_eq!(
+        kind(
+            w.ra.start_email_confirmation(&w.main, "carol@example.org", "203.0.113.1:1")
+                .await
+        ),
+        ErrorKind::RateLimited { retry_after: wait }
+    );
+    assert_eq!(w.store.outbox_pending().await.unwrap(), sent);
     // Waiting as long as the answer said is enough.
     w.clock.advance(wait as i64);
-    w.ra.start_email_confirmation(&w.main, "carol@example.org", "192.0.2.9:1")
+    w.ra.start_email_confirmation(&w.main, "carol@example.org", "192.0.2.1:9")
         .await
         .unwrap();
-    assert_eq!(w.store.outbox_pending().await.unwrap(), 5);
+    assert_eq!(w.store.outbox_pending().await.unwrap(), sent + 1);
+}
+
+#[tokio::test]
+async fn concurrent_requests_cannot_exceed_the_mail_limit() {
+    let w = world().await;
+    let handles: Vec<_> = (0..12)
+        .map(|i| {
+            let ra = w.ra.clone();
+            let endpoint = w.main.clone();
+            tokio::spawn(async move {
+                ra.start_email_confirmation(
+                    &endpoint,
+                    "dave@example.org",
+                    &format!("192.0.2.77:{i}"),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(h.await.unwrap());
+    }
+    let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
+    assert_eq!(ok, throttle::MAILS_PER_RECIPIENT_AND_ADDRESS, "{results:?}");
+    assert_eq!(
+        w.store.outbox_pending().await.unwrap(),
+        throttle::MAILS_PER_RECIPIENT_AND_ADDRESS
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_guesses_cannot_exceed_the_failure_limit() {
+    let w = world().await;
+    let handles: Vec<_> = (0..12)
+        .map(|_| {
+            let ra = w.ra.clone();
+            let endpoint = w.main.clone();
+            tokio::spawn(async move {
+                ra.sign_in_with_secret_id(
+                    &endpoint,
+                    "alice@example.org",
+                    &Secret::new("guess"),
+                    SRC,
+                )
+                .await
+                .map(|_| ())
+            })
+        })
+        .collect();
+    let mut kinds = Vec::new();
+    for h in handles {
+        kinds.push(h.await.unwrap().unwrap_err().kind);
+    }
+    let verified = kinds
+        .iter()
+        .filter(|k| **k == ErrorKind::Unauthorized)
+        .count() as u64;
+    assert!(
+        verified <= MAX_FAILURES,
+        "{verified} guesses were checked: {kinds:?}"
+    );
+    assert!(kinds
+        .iter()
+        .all(|k| matches!(k, ErrorKind::Unauthorized | ErrorKind::RateLimited { .. })));
+    // And the right secret is locked out now, as after five sequential guesses.
+    assert!(matches!(
+        kind(
+            w.ra.sign_in_with_secret_id(&w.main, "alice@example.org", &secret("alice-secret"), SRC)
+                .await
+        ),
+        ErrorKind::RateLimited { .. }
+    ));
 }
 
 #[tokio::test]
@@ -687,16 +777,21 @@ async fn five_wrong_secret_ids_lock_the_address_until_the_window_passes() {
     let wait = retry_after(kind(locked));
     assert_eq!(wait, (WINDOW_SECS - 50) as u64);
     assert_eq!(w.audited("web.sign-in").await, 0);
-    // Other persons, and the same person at another endpoint, are not affected.
+    // Other persons are not affected; the same person at another endpoint is: the count
+    // belongs to the secret ID, not to the page.
     w.sign_in_with_secret("bob@example.org", "bob-secret").await;
-    w.ra.sign_in_with_secret_id(
-        &w.secret_only,
-        "alice@example.org",
-        &secret("alice-secret"),
-        SRC,
-    )
-    .await
-    .unwrap();
+    assert!(matches!(
+        kind(
+            w.ra.sign_in_with_secret_id(
+                &w.secret_only,
+                "alice@example.org",
+                &secret("alice-secret"),
+                SRC,
+            )
+            .await
+        ),
+        ErrorKind::RateLimited { .. }
+    ));
     w.clock.advance(wait as i64);
     w.sign_in_with_secret("alice@example.org", "alice-secret")
         .await;

@@ -1,26 +1,39 @@
-//! Failed-secret throttling, kept in the database so several server processes share the
-//! counters. A request is counted under one or more keys of its account:
-//! - the username, normalised (trimmed, lower-cased) so respelling an email address does not
-//!   buy five more tries;
-//! - for access-code accounts also the client address, because there the username is a
-//!   device identifier the client picks freely, and the code is shared by the account.
+//! Throttling of secret guesses and of confirmation emails, kept in the database so several
+//! server processes share the counters.
+//!
+//! A secret guess is counted under one or more keys, each in its own scope:
+//! - a person's secret ID, by normalised email (trimmed, lower-cased), in the shared scope:
+//!   the same count for the browser form and every EST account, so neither respelling the
+//!   address nor moving to another endpoint buys more tries;
+//! - an EST username on an access-code account, in that account's scope;
+//! - the client address, on access-code paths, because there the username is chosen freely
+//!   and the code is shared.
+//!
+//! Race-free counting: a guess that needs the (slow) Argon2 check is *reserved* — written
+//! before it is verified and counted with the rows recorded up to itself — so that
+//! concurrent guesses cannot all read the same old count and slip under the limit, and of
+//! simultaneous ones the earliest still get through. A success removes its reservation; a failure
+//! keeps it as the failure record. Presenting a secret verified moments ago (the verifier's
+//! cache) needs no reservation, which keeps the busy success path free of writes.
 
 use crate::domain::{Id, UnixTime};
 use crate::error::{Error, ErrorKind};
 use crate::store::Store;
 
-/// Failures per (account, username) within the window.
+/// Failures per username (or per secret ID) within the window.
 pub const MAX_FAILURES: u64 = 5;
-/// Failures per (account, client address) within the window, on access-code accounts; higher,
-/// as many devices may share an address behind NAT.
+/// Failures per client address within the window, on access-code paths; higher, as many
+/// devices may share an address behind NAT.
 pub const MAX_FAILURES_PER_ADDRESS: u64 = 20;
 pub const WINDOW_SECS: i64 = 15 * 60;
-/// The failure scope of the browser form (EST failures are scoped by account id).
-pub const WEB_SCOPE: Id = 0;
+/// The scope of keys that are not one EST account's (no account has id 0).
+pub const SHARED_SCOPE: Id = 0;
 
-/// Confirmation emails per recipient, and per client address, within `MAIL_WINDOW_SECS`:
-/// the form must not become a way to flood someone's mailbox.
-pub const MAILS_PER_RECIPIENT: u64 = 3;
+/// Confirmation emails within `MAIL_WINDOW_SECS`: per (recipient, client address), so that
+/// one client cannot flood a mailbox or use up someone else's links; per recipient, against
+/// many clients; per client address, against one client writing to many addresses.
+pub const MAILS_PER_RECIPIENT_AND_ADDRESS: u64 = 3;
+pub const MAILS_PER_RECIPIENT: u64 = 10;
 pub const MAILS_PER_ADDRESS: u64 = 10;
 pub const MAIL_WINDOW_SECS: i64 = 15 * 60;
 
@@ -38,126 +51,185 @@ fn host_of(source: &str) -> &str {
         .trim_matches(['[', ']'])
 }
 
+fn normalise(username: &str) -> String {
+    username.trim().to_lowercase()
+}
+
+fn mail_refused(retry_after: u64) -> Error {
+    Error::new(
+        ErrorKind::RateLimited { retry_after },
+        match retry_after.div_ceil(60) {
+            1 => "too many confirmation emails were requested; try again in a minute".to_string(),
+            m => format!("too many confirmation emails were requested; try again in {m} minutes"),
+        },
+    )
+}
+
 /// Counts one confirmation email to `recipient` requested from `source`, or refuses with
-/// 429 when either has had its share in the window. Counters live in the database.
+/// 429 when a counter has had its share. The events are written first and counted with
+/// themselves, so concurrent requests cannot all pass; refused ones are taken back.
 pub async fn allow_mail(
     store: &Store,
     recipient: &str,
     source: &str,
     now: UnixTime,
 ) -> Result<(), Error> {
+    let to = normalise(recipient);
+    let from = host_of(source);
     let keys = [
         (
-            format!("mail-to:{}", recipient.to_lowercase()),
-            MAILS_PER_RECIPIENT,
+            format!("mail-to-from:{to}:{from}"),
+            MAILS_PER_RECIPIENT_AND_ADDRESS,
         ),
-        (format!("mail-from:{}", host_of(source)), MAILS_PER_ADDRESS),
+        (format!("mail-to:{to}"), MAILS_PER_RECIPIENT),
+        (format!("mail-from:{from}"), MAILS_PER_ADDRESS),
     ];
-    for (key, limit) in &keys {
-        let (count, oldest) = store
-            .rate_events(key, window_start(now, MAIL_WINDOW_SECS))
-            .await?;
-        if count >= *limit {
-            let retry_after = (oldest.unwrap_or(now) + MAIL_WINDOW_SECS - now).max(1) as u64;
-            return Err(Error::new(
-                ErrorKind::RateLimited { retry_after },
-                match retry_after.div_ceil(60) {
-                    1 => "too many confirmation emails were requested; try again in a minute"
-                        .to_string(),
-                    m => format!(
-                        "too many confirmation emails were requested; try again in {m} minutes"
-                    ),
-                },
-            ));
-        }
-    }
+    let mut ids = Vec::with_capacity(keys.len());
     for (key, _) in &keys {
-        store.record_rate_event(key, now).await?;
+        ids.push(store.record_rate_event(key, now).await?);
+    }
+    for ((key, limit), id) in keys.iter().zip(&ids) {
+        let (count, oldest) = store
+            .rate_events(key, window_start(now, MAIL_WINDOW_SECS), Some(*id))
+            .await?;
+        if count > *limit {
+            for id in &ids {
+                store.delete_rate_event(*id).await?;
+            }
+            let retry_after = (oldest.unwrap_or(now) + MAIL_WINDOW_SECS - now).max(1) as u64;
+            return Err(mail_refused(retry_after));
+        }
     }
     store.sweep_rate_events(now - MAIL_WINDOW_SECS).await?;
     Ok(())
 }
 
-/// One counter: its key in the failure table and its limit.
+/// One counter: its scope and key in the failure table, and its limit.
+#[derive(Debug, Clone)]
 pub struct Key {
+    pub scope: Id,
     pub name: String,
     pub limit: u64,
 }
 
 impl Key {
-    pub fn username(username: &str) -> Key {
+    /// A person's secret ID, wherever it is presented (form or EST).
+    pub fn secret_id(email: &str) -> Key {
         Key {
-            name: username.trim().to_lowercase(),
+            scope: SHARED_SCOPE,
+            name: format!("secret-id:{}", normalise(email)),
             limit: MAX_FAILURES,
         }
     }
 
-    /// A browser sign-in or access-code attempt at one endpoint, by email address. Counted
-    /// under the scope `WEB_SCOPE` (no EST account has id 0).
-    pub fn web(what: &str, endpoint_id: Id, username: &str) -> Key {
+    /// A username on one EST access-code account.
+    pub fn username(account: Id, username: &str) -> Key {
         Key {
-            name: format!(
-                "web-{what}:{endpoint_id}:{}",
-                username.trim().to_lowercase()
-            ),
+            scope: account,
+            name: normalise(username),
+            limit: MAX_FAILURES,
+        }
+    }
+
+    /// Access-code guesses of one signed-in person at one endpoint's form.
+    pub fn web_access_code(endpoint_id: Id, email: &str) -> Key {
+        Key {
+            scope: SHARED_SCOPE,
+            name: format!("web-access-code:{endpoint_id}:{}", normalise(email)),
             limit: MAX_FAILURES,
         }
     }
 
     /// `source` is `ip:port` or `[ip]:port`; the port is dropped.
-    pub fn address(source: &str) -> Key {
+    pub fn address(scope: Id, source: &str) -> Key {
         Key {
+            scope,
             name: format!("addr:{}", host_of(source)),
             limit: MAX_FAILURES_PER_ADDRESS,
         }
     }
 }
 
-/// Refuses with 429 while any key is at its limit; otherwise returns each key's count.
-pub async fn check(
-    store: &Store,
-    account: Id,
-    keys: &[Key],
-    now: UnixTime,
-) -> Result<Vec<u64>, Error> {
+fn too_many(oldest: Option<UnixTime>, now: UnixTime) -> Error {
+    let retry_after = (oldest.unwrap_or(now) + WINDOW_SECS - now).max(1) as u64;
+    Error::new(
+        ErrorKind::RateLimited { retry_after },
+        format!("too many failed attempts; try again in {retry_after} seconds"),
+    )
+}
+
+/// Refuses with 429 while any key is at its limit (a read); otherwise returns each key's
+/// count of earlier failures.
+pub async fn check(store: &Store, keys: &[Key], now: UnixTime) -> Result<Vec<u64>, Error> {
     let mut counts = Vec::with_capacity(keys.len());
     for key in keys {
         let (count, oldest) = store
-            .recent_failures(account, &key.name, window_start(now, WINDOW_SECS))
+            .recent_failures(key.scope, &key.name, window_start(now, WINDOW_SECS), None)
             .await?;
         if count >= key.limit {
-            let until = oldest.unwrap_or(now) + WINDOW_SECS;
-            let retry_after = (until - now).max(1) as u64;
-            return Err(Error::new(
-                ErrorKind::RateLimited { retry_after },
-                format!("too many failed attempts; try again in {retry_after} seconds"),
-            ));
+            return Err(too_many(oldest, now));
         }
         counts.push(count);
     }
     Ok(counts)
 }
 
-/// Records a failure under every key; expired failures are swept here, off the success path.
-pub async fn fail(store: &Store, account: Id, keys: &[Key], now: UnixTime) -> Result<(), Error> {
-    for key in keys {
-        store.record_failure(account, &key.name, now).await?;
-    }
-    store.sweep_failures(now - WINDOW_SECS).await?;
-    Ok(())
+/// A guess counted before its secret is verified.
+#[must_use]
+pub struct Reservation {
+    rows: Vec<Id>,
 }
 
-/// A success forgets the keys' failures; keys with none recorded need no write, which keeps
-/// the common path free of database writes here.
-pub async fn succeed(
-    store: &Store,
-    account: Id,
-    keys: &[Key],
-    counts: &[u64],
-) -> Result<(), Error> {
+/// Writes one attempt per key, then counts with it: beyond a limit the attempt is taken
+/// back and refused with 429.
+pub async fn reserve(store: &Store, keys: &[Key], now: UnixTime) -> Result<Reservation, Error> {
+    let mut rows = Vec::with_capacity(keys.len());
+    for key in keys {
+        rows.push(store.record_failure(key.scope, &key.name, now).await?);
+    }
+    for (key, id) in keys.iter().zip(&rows) {
+        let (count, oldest) = store
+            .recent_failures(
+                key.scope,
+                &key.name,
+                window_start(now, WINDOW_SECS),
+                Some(*id),
+            )
+            .await?;
+        if count > key.limit {
+            for id in &rows {
+                store.delete_failure(*id).await?;
+            }
+            return Err(too_many(oldest, now));
+        }
+    }
+    Ok(Reservation { rows })
+}
+
+impl Reservation {
+    /// The guess was wrong: its rows stay as the failure record. Expired failures are swept
+    /// here, off the success path.
+    pub async fn failed(self, store: &Store, now: UnixTime) -> Result<(), Error> {
+        store.sweep_failures(now - WINDOW_SECS).await?;
+        Ok(())
+    }
+
+    /// The secret was right: the attempt was no failure.
+    pub async fn succeeded(self, store: &Store) -> Result<(), Error> {
+        for id in self.rows {
+            store.delete_failure(id).await?;
+        }
+        Ok(())
+    }
+}
+
+/// After a success with a personal secret, forget the keys' earlier failures (keys with
+/// none need no write). Not for shared access codes: knowing one code must not reset the
+/// count of guesses at others.
+pub async fn forget_failures(store: &Store, keys: &[Key], counts: &[u64]) -> Result<(), Error> {
     for (key, count) in keys.iter().zip(counts) {
         if *count > 0 {
-            store.clear_failures(account, &key.name).await?;
+            store.clear_failures(key.scope, &key.name).await?;
         }
     }
     Ok(())
@@ -170,10 +242,15 @@ mod tests {
     #[test]
     fn keys_normalise() {
         assert_eq!(
-            Key::username(" RateLimit@Example.ORG ").name,
-            "ratelimit@example.org"
+            Key::secret_id(" RateLimit@Example.ORG ").name,
+            "secret-id:ratelimit@example.org"
         );
-        assert_eq!(Key::address("192.0.2.7:51234").name, "addr:192.0.2.7");
-        assert_eq!(Key::address("[2001:db8::1]:443").name, "addr:2001:db8::1");
+        assert_eq!(Key::username(7, " Dev-1 ").name, "dev-1");
+        assert_eq!(Key::username(7, "x").scope, 7);
+        assert_eq!(Key::address(0, "192.0.2.7:51234").name, "addr:192.0.2.7");
+        assert_eq!(
+            Key::address(0, "[2001:db8::1]:443").name,
+            "addr:2001:db8::1"
+        );
     }
 }

@@ -455,24 +455,36 @@ impl Store {
     // ---- rate counters ------------------------------------------------------------------
 
     /// Events under `key` since `since`: their count and the oldest one's time.
-    pub async fn rate_events(&self, key: &str, since: UnixTime) -> Result<(u64, Option<UnixTime>)> {
-        let rows = rate_event::Entity::find()
+    /// Like `recent_failures`: with `upto`, only events recorded no later than that one.
+    pub async fn rate_events(
+        &self,
+        key: &str,
+        since: UnixTime,
+        upto: Option<Id>,
+    ) -> Result<(u64, Option<UnixTime>)> {
+        let mut q = rate_event::Entity::find()
             .filter(rate_event::Column::Key.eq(key))
-            .filter(rate_event::Column::At.gte(since))
-            .order_by_asc(rate_event::Column::At)
-            .all(&self.db)
-            .await?;
+            .filter(rate_event::Column::At.gte(since));
+        if let Some(id) = upto {
+            q = q.filter(rate_event::Column::Id.lte(id));
+        }
+        let rows = q.order_by_asc(rate_event::Column::At).all(&self.db).await?;
         Ok((rows.len() as u64, rows.first().map(|r| r.at)))
     }
 
-    pub async fn record_rate_event(&self, key: &str, now: UnixTime) -> Result<()> {
-        rate_event::ActiveModel {
+    pub async fn record_rate_event(&self, key: &str, now: UnixTime) -> Result<Id> {
+        let m = rate_event::ActiveModel {
             key: Set(key.to_string()),
             at: Set(now),
             ..Default::default()
         }
         .insert(&self.db)
         .await?;
+        Ok(m.id)
+    }
+
+    pub async fn delete_rate_event(&self, id: Id) -> Result<()> {
+        rate_event::Entity::delete_by_id(id).exec(&self.db).await?;
         Ok(())
     }
 
