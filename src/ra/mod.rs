@@ -157,13 +157,15 @@ impl Ra {
         // Refusals the CSR alone decides come before any confirmation email is sent.
         plan::check_key(&auth.profile, &csr)?;
         let mut auth = auth;
-        self.require_email_confirmation(&mut auth, &csr, source)
+        let confirmation = self
+            .require_email_confirmation(&mut auth, &csr, source)
             .await?;
         let plan = self.plan(&auth, &csr).await?;
         let actor = Actor {
             name: auth.requester.clone(),
             source: source.to_string(),
         };
+        self.consume_confirmation(confirmation).await?;
         self.issue(&auth, &csr, plan, actor, "enroll").await
     }
 
@@ -196,7 +198,8 @@ impl Ra {
             ));
         }
         let mut auth = auth;
-        self.require_email_confirmation(&mut auth, &csr, source)
+        let confirmation = self
+            .require_email_confirmation(&mut auth, &csr, source)
             .await?;
         let key_type = if auth.profile.key_types.contains(&csr.key) {
             csr.key
@@ -212,6 +215,7 @@ impl Ra {
             name: auth.requester.clone(),
             source: source.to_string(),
         };
+        self.consume_confirmation(confirmation).await?;
         let issued = self.issue(&auth, &csr, plan, actor, "serverkeygen").await?;
         Ok(ServerKeyIssued {
             issued,
@@ -556,6 +560,14 @@ impl Ra {
                         .person_by_email(&email)
                         .await?
                         .filter(|p| p.organisation_id == account.organisation_id);
+                    // As in the form: a person on record must be in the account's department.
+                    if let (Some(dept), Some(p)) = (account.department_id, &person) {
+                        if p.department_id != Some(dept) {
+                            return Err(Error::forbidden(
+                                "this account is limited to a department you do not belong to",
+                            ));
+                        }
+                    }
                     return Ok(Authorized {
                         term_years: profile.default_term_years,
                         account,

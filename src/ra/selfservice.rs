@@ -728,14 +728,17 @@ impl Ra {
 
     /// EST with an access code on a person profile: the request (keyed by its CSR's hash)
     /// waits until the person follows the emailed link, then the same CSR is issued once.
+    /// Returns the confirmation to consume when the certificate is issued (see
+    /// `consume_confirmation`), so that a later failure (a busy key pool, a database error)
+    /// leaves it for the client's retry.
     pub(super) async fn require_email_confirmation(
         &self,
         auth: &mut Authorized,
         csr: &Csr,
         source: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<Id>, Error> {
         let Some(email) = auth.confirm_email.clone() else {
-            return Ok(());
+            return Ok(None);
         };
         let now = self.clock.now();
         let csr_hash = sha256_hex(&csr.der);
@@ -743,6 +746,7 @@ impl Ra {
             .store
             .est_confirmation(auth.account.id, &email, &csr_hash)
             .await?;
+        let mut confirmed = None;
         let waiting = || {
             Error::new(
                 ErrorKind::Pending {
@@ -758,12 +762,7 @@ impl Ra {
                 if t.confirmed_at
                     .is_some_and(|c| c + self.email_link_ttl > now) =>
             {
-                if !self.store.consume_est_confirmation(t.id, now).await? {
-                    return Err(Error::new(
-                        ErrorKind::AlreadyUsed,
-                        "this confirmed request was already issued",
-                    ));
-                }
+                confirmed = Some(t.id);
             }
             Some(t) if t.confirmed_at.is_none() && t.expires_at > now => return Err(waiting()),
             _ => {
@@ -804,7 +803,27 @@ impl Ra {
                 .await?;
             auth.person = Some(p);
         }
-        Ok(())
+        Ok(confirmed)
+    }
+
+    /// Marks a confirmation used, just before the certificate it allows is signed; of two
+    /// concurrent requests only one gets past this.
+    pub(super) async fn consume_confirmation(&self, token: Option<Id>) -> Result<(), Error> {
+        let Some(id) = token else {
+            return Ok(());
+        };
+        if self
+            .store
+            .consume_est_confirmation(id, self.clock.now())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::AlreadyUsed,
+                "this confirmed request was already issued",
+            ))
+        }
     }
 
     async fn audit(

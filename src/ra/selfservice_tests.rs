@@ -1680,6 +1680,13 @@ async fn est_email_confirmation_refusals_send_nothing() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Forbidden);
     assert!(e.message.contains("email confirmation"), "{}", e.message);
+    // A person on record outside the account's department, as in the form.
+    let e = w
+        .est("eng-guests", "bob@example.org", "eng-code", &req)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert!(e.message.contains("department"), "{}", e.message);
     // A key the profile does not allow is refused before any email goes out.
     let (_, p384) = csr(&rcgen::PKCS_ECDSA_P384_SHA384, "Grace Hopper");
     assert_eq!(
