@@ -20,6 +20,8 @@ const LEASE_SECS: i64 = 120;
 /// No new send starts this close to the end of a batch's lease: a send takes at most a few
 /// SMTP timeouts, and a row sent after its lease ended could be sent twice.
 const LEASE_MARGIN_SECS: i64 = 45;
+/// Time kept at the end of a lease for recording the outcome of a send.
+const SEND_MARGIN_SECS: i64 = 5;
 const BATCH: u32 = 10;
 /// The length of a link's secret: 32 base62 characters, 190 bits.
 const SECRET_LEN: usize = 32;
@@ -111,7 +113,8 @@ impl Worker {
                     // The rest is claimed again when its lease ends.
                     return Ok(done);
                 }
-                self.process(item).await?;
+                self.process(item, claimed_at + LEASE_SECS - SEND_MARGIN_SECS)
+                    .await?;
                 done += 1;
             }
             // Processed rows are sent, dropped or due later, so a full batch means more may
@@ -122,9 +125,10 @@ impl Worker {
         }
     }
 
-    async fn process(&self, item: &OutboxItem) -> Result<(), MailError> {
+    /// `deadline`: the send must be over by then, while the row is still this worker's.
+    async fn process(&self, item: &OutboxItem, deadline: i64) -> Result<(), MailError> {
         let outcome = match item.kind.as_str() {
-            OUTBOX_EMAIL_CONFIRMATION => self.confirmation(item).await?,
+            OUTBOX_EMAIL_CONFIRMATION => self.confirmation(item, deadline).await?,
             // Kept, not dropped: a newer server version sharing the database may know it.
             other => Outcome::Failed(format!(
                 "unknown outbox kind {other:?}: this server cannot render it"
@@ -159,7 +163,7 @@ impl Worker {
         Ok(())
     }
 
-    async fn confirmation(&self, item: &OutboxItem) -> Result<Outcome, MailError> {
+    async fn confirmation(&self, item: &OutboxItem, deadline: i64) -> Result<Outcome, MailError> {
         let Some(token_id) = item.email_token_id else {
             return Ok(Outcome::Dropped("no email token to confirm"));
         };
@@ -196,8 +200,22 @@ impl Worker {
             valid_minutes: self.link_ttl_secs / 60,
         }
         .message(&self.from, to);
+        // Each SMTP command has its own timeout; the whole send must also end before the
+        // lease does, or another worker could claim the row and send it a second time.
+        let budget = std::time::Duration::from_secs((deadline - self.clock.now()).max(1) as u64);
         let sent = match message {
-            Ok(m) => self.mailer.send(m, item.id, self.clock.now()).await,
+            Ok(m) => {
+                match tokio::time::timeout(budget, self.mailer.send(m, item.id, self.clock.now()))
+                    .await
+                {
+                    Ok(result) => result,
+                    Err(_) => {
+                        return Ok(Outcome::Failed(
+                            "the relay did not finish before the outbox lease ended".into(),
+                        ))
+                    }
+                }
+            }
             Err(e) => Err(e),
         };
         Ok(match sent {

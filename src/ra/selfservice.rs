@@ -746,7 +746,6 @@ impl Ra {
             .store
             .est_confirmation(auth.account.id, &email, &csr_hash)
             .await?;
-        let mut confirmed = None;
         let waiting = || {
             Error::new(
                 ErrorKind::Pending {
@@ -757,12 +756,12 @@ impl Ra {
                 ),
             )
         };
-        match pending {
+        let confirmed = match pending {
             Some(t)
                 if t.confirmed_at
                     .is_some_and(|c| c + self.email_link_ttl > now) =>
             {
-                confirmed = Some(t.id);
+                t.id
             }
             Some(t) if t.confirmed_at.is_none() && t.expires_at > now => return Err(waiting()),
             _ => {
@@ -783,7 +782,7 @@ impl Ra {
                     .await?;
                 return Err(waiting());
             }
-        }
+        };
         if auth.person.is_none() {
             let (first, middle, last) = names_from_common_name(csr.common_name.as_deref(), &email);
             let p = self
@@ -803,7 +802,7 @@ impl Ra {
                 .await?;
             auth.person = Some(p);
         }
-        Ok(confirmed)
+        Ok(Some(confirmed))
     }
 
     /// Marks a confirmation used, just before the certificate it allows is signed; of two
