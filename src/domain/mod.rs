@@ -283,6 +283,8 @@ pub struct EmailToken {
     pub purpose: EmailPurpose,
     pub account_id: Option<Id>,
     pub csr_sha256: Option<String>,
+    /// The client address the request came from (shown on the confirmation page).
+    pub source: String,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
     pub confirmed_at: Option<UnixTime>,

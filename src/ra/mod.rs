@@ -21,8 +21,8 @@ use crate::error::{Error, ErrorKind};
 use crate::store::{AuditEntry, SignedCertificate, SigningIntent, Store};
 
 pub use selfservice::{
-    EnrollmentForm, FieldErrors, FormError, FormOutcome, FormRequest, SignInOutcome,
-    SESSION_TTL_SECS,
+    EnrollmentForm, FieldErrors, FormError, FormOutcome, FormRequest, LinkDescription,
+    SignInOutcome, SESSION_TTL_SECS,
 };
 pub use throttle::{MAX_FAILURES, MAX_FAILURES_PER_ADDRESS, WINDOW_SECS};
 

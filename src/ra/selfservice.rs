@@ -30,6 +30,19 @@ pub enum SignInOutcome {
     EstConfirmed { account: String },
 }
 
+/// What an emailed link is about, shown before it is used, so that a person can tell a
+/// request they made from one somebody else made in their name.
+#[derive(Debug, Clone)]
+pub struct LinkDescription {
+    pub purpose: EmailPurpose,
+    pub email: EmailAddress,
+    /// For EST confirmations: the account the certificate would be issued on.
+    pub account: Option<String>,
+    /// The client address the request came from, and when.
+    pub source: String,
+    pub requested_at: i64,
+}
+
 /// What the form shows for the chosen account.
 #[derive(Debug, Clone)]
 pub struct EnrollmentForm {
@@ -212,6 +225,37 @@ impl Ra {
             .await?;
         tracing::info!(endpoint = endpoint.id, "sign-in link queued");
         Ok(email)
+    }
+
+    /// Describes a link without using it (the page behind the link asks before it acts).
+    pub async fn describe_email_link(
+        &self,
+        endpoint: &Endpoint,
+        token: &Secret,
+    ) -> Result<LinkDescription, Error> {
+        let now = self.clock.now();
+        let t = self
+            .store
+            .email_token_by_hash(&hash_token(token), endpoint.id)
+            .await?
+            .ok_or_else(|| token_refused(TokenRefusal::Unknown))?;
+        if t.consumed_at.is_some() || t.confirmed_at.is_some() {
+            return Err(token_refused(TokenRefusal::AlreadyUsed));
+        }
+        if t.expires_at <= now {
+            return Err(token_refused(TokenRefusal::Expired));
+        }
+        let account = match t.account_id {
+            Some(id) => Some(self.store.account(id).await?.name),
+            None => None,
+        };
+        Ok(LinkDescription {
+            purpose: t.purpose,
+            email: t.email,
+            account,
+            source: throttle::host(&t.source).to_string(),
+            requested_at: t.created_at,
+        })
     }
 
     /// Follows an emailed link: once only, before it expires, at the endpoint it was

@@ -43,7 +43,8 @@ fn window_start(now: UnixTime, window: i64) -> UnixTime {
     now - window + 1
 }
 
-fn host_of(source: &str) -> &str {
+/// The host part of `ip:port` or `[ip]:port`.
+pub fn host(source: &str) -> &str {
     source
         .rsplit_once(':')
         .map(|(h, _)| h)
@@ -75,7 +76,7 @@ pub async fn allow_mail(
     now: UnixTime,
 ) -> Result<(), Error> {
     let to = normalise(recipient);
-    let from = host_of(source);
+    let from = host(source);
     let keys = [
         (
             format!("mail-to-from:{to}:{from}"),
@@ -144,7 +145,7 @@ impl Key {
     pub fn address(scope: Id, source: &str) -> Key {
         Key {
             scope,
-            name: format!("addr:{}", host_of(source)),
+            name: format!("addr:{}", host(source)),
             limit: MAX_FAILURES_PER_ADDRESS,
         }
     }

@@ -66,6 +66,7 @@ fn token_from(m: email_token::Model) -> Result<EmailToken> {
             .ok_or_else(|| corrupt("email token purpose", &m.purpose))?,
         account_id: m.account_id,
         csr_sha256: m.csr_sha256,
+        source: m.source_addr,
         created_at: m.created_at,
         expires_at: m.expires_at,
         confirmed_at: m.confirmed_at,
@@ -184,6 +185,21 @@ impl Store {
         super::insert_audit(&txn, audit, &format!("order {}", order.id), now).await?;
         txn.commit().await?;
         Ok(order.id)
+    }
+
+    /// The link with this hash at this endpoint, used or not; nothing changes.
+    pub async fn email_token_by_hash(
+        &self,
+        hash: &str,
+        endpoint_id: Id,
+    ) -> Result<Option<EmailToken>> {
+        email_token::Entity::find()
+            .filter(email_token::Column::TokenHash.eq(hash))
+            .filter(email_token::Column::EndpointId.eq(endpoint_id))
+            .one(&self.db)
+            .await?
+            .map(token_from)
+            .transpose()
     }
 
     /// Why the link with this hash cannot be used, when it cannot.

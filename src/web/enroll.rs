@@ -394,6 +394,11 @@ struct CheckEmailPage {
 struct ConfirmPage {
     c: Chrome,
     token: String,
+    est: bool,
+    email: String,
+    account: String,
+    source: String,
+    requested_at: String,
 }
 
 #[derive(Template)]
@@ -517,6 +522,12 @@ fn key_label(k: KeyType) -> &'static str {
         KeyType::EcP256 => "EC P-256",
         KeyType::EcP384 => "EC P-384",
     }
+}
+
+fn date_time(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .map(|d| format!("{} at {:02}:{:02} UTC", date(t), d.hour(), d.minute()))
+        .unwrap_or_default()
 }
 
 fn date(t: i64) -> String {
@@ -650,6 +661,7 @@ struct TokenQuery {
 /// The link opens a page with a button instead of signing in on GET: mail scanners that
 /// fetch every link would otherwise use up the one-time link before the person does.
 async fn confirm_page(
+    State(state): State<AppState>,
     ctx: Ctx,
     query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -659,11 +671,24 @@ async fn confirm_page(
             "this link is not valid: request a new one from the sign-in page",
         ));
     }
+    let link = match state
+        .ra
+        .describe_email_link(&ctx.endpoint, &Secret::new(token.as_str()))
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return ctx.error(&e),
+    };
     ctx.page(
         StatusCode::OK,
         &ConfirmPage {
             c: ctx.chrome(),
             token,
+            est: link.purpose == crate::domain::EmailPurpose::Est,
+            email: link.email.to_string(),
+            account: link.account.unwrap_or_default(),
+            source: link.source,
+            requested_at: date_time(link.requested_at),
         },
     )
 }

@@ -606,7 +606,11 @@ async fn sign_in_refusals_are_shown_on_the_page() {
     assert!(known.body_text().contains("Check your email"));
     // An invented link.
     let r = b.get(&format!("{base}/confirm?token=abcdef")).await;
-    assert_eq!(r.status, 200, "the confirm page itself consumes nothing");
+    assert_eq!(
+        r.status, 401,
+        "an unknown link is refused before any button"
+    );
+    assert!(r.body_text().contains("this link is not valid"));
     let r = b
         .post(
             &format!("{base}/confirm"),
