@@ -97,10 +97,12 @@ pub struct Running {
     task: tokio::task::JoinHandle<()>,
     mail_shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     mail_task: tokio::task::JoinHandle<()>,
+    housekeeping: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     pub async fn stop(mut self) {
+        self.housekeeping.abort();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -114,6 +116,7 @@ impl Running {
     /// Waits until the server stops (it stops on Ctrl-C in `main`).
     pub async fn wait(mut self) {
         let _ = self.task.await;
+        self.housekeeping.abort();
         if let Some(tx) = self.mail_shutdown.take() {
             let _ = tx.send(());
         }
@@ -145,6 +148,7 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
     let task = tokio::spawn(web::serve(listener, tls, app, async move {
         let _ = rx.await;
     }));
+    let housekeeping = tokio::spawn(housekeeping(store.clone(), clock.clone()));
     let worker = Worker::new(store, mailer, clock, &config.mail, &config.public_url);
     let (mail_tx, mail_rx) = tokio::sync::oneshot::channel::<()>();
     let mail_task = tokio::spawn(worker.run(async move {
@@ -157,5 +161,23 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
         task,
         mail_shutdown: Some(mail_tx),
         mail_task,
+        housekeeping,
     })
+}
+
+/// Every ten minutes, delete ended sessions, and links and sent messages older than a week
+/// (kept that long for an administrator looking into a complaint). Every process does it;
+/// the deletes are idempotent.
+async fn housekeeping(store: Store, clock: Arc<dyn Clock>) {
+    const KEEP_SECS: i64 = 7 * 24 * 3600;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let now = clock.now();
+        match store.sweep_expired(now, now - KEEP_SECS).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "housekeeping: expired rows deleted"),
+            Err(e) => tracing::warn!("housekeeping: {e}"),
+        }
+    }
 }

@@ -765,6 +765,18 @@ impl Admin {
             } => {
                 let org = self.store.organisation_by_name(org).await.map_err(err)?;
                 let auth_types = parse_list(auth, "authentication type", AuthType::parse)?;
+                // The form links to it: only web pages and mail addresses, nothing a browser
+                // would run.
+                let target = help_link_target.trim();
+                if !(target.is_empty()
+                    || target.starts_with("https://")
+                    || target.starts_with("http://")
+                    || target.starts_with("mailto:"))
+                {
+                    return Err(CliError(
+                        "--help-link-target must be an https://, http:// or mailto: address".into(),
+                    ));
+                }
                 let e = self
                     .store
                     .create_endpoint(NewEndpoint {

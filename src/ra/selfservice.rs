@@ -532,7 +532,16 @@ impl Ra {
         }
         let endpoint = self.store.endpoint(session.endpoint_id).await?;
         let organisation = self.store.organisation(account.organisation_id).await?;
-        let department = match account.department_id {
+        let person = match session.person_id {
+            Some(id) => Some(self.store.person(id).await?),
+            None => None,
+        };
+        // The department the certificate will carry: the account's, else the person's
+        // (as `Ra::department_name` decides at issuance).
+        let department = match account
+            .department_id
+            .or_else(|| person.as_ref().and_then(|p| p.department_id))
+        {
             Some(id) => Some(self.store.department(id).await?),
             None => None,
         };
@@ -549,10 +558,6 @@ impl Ra {
                 "this account has no person certificate profile to enroll for",
             ));
         }
-        let person = match session.person_id {
-            Some(id) => Some(self.store.person(id).await?),
-            None => None,
-        };
         Ok(EnrollmentForm {
             endpoint,
             organisation,
@@ -670,6 +675,24 @@ impl Ra {
                         .set_person_names(p.id, &first, &middle, &last)
                         .await
                         .map_err(Error::from)?;
+                    // The names go into the certificate: a change is on the record.
+                    self.audit(
+                        form.email.as_str(),
+                        source,
+                        "person.names-changed",
+                        &format!(
+                            "person={} from={:?} to={:?}",
+                            p.id,
+                            p.full_name(),
+                            [first.as_str(), middle.as_str(), last.as_str()]
+                                .iter()
+                                .filter(|n| !n.is_empty())
+                                .copied()
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        ),
+                    )
+                    .await?;
                 }
                 self.store.person(p.id).await.map_err(Error::from)?
             }

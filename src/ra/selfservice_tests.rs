@@ -947,7 +947,8 @@ async fn only_a_listed_account_can_be_chosen_from_the_list() {
     assert_eq!(form.account.id, staff.id);
     assert_eq!(form.email.as_str(), "bob@example.org");
     assert_eq!(form.person.unwrap().first_name, "Bob");
-    assert!(form.department.is_none());
+    // No department on the account: the person's, as the certificate will carry it.
+    assert_eq!(form.department.map(|d| d.name).as_deref(), Some("Sales"));
     let profiles: Vec<&str> = form.profiles.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(profiles, ["person", "smime"]);
     assert_eq!(form.endpoint.eula_text, "Be nice.");
@@ -1787,4 +1788,40 @@ async fn my_certificates_lists_the_persons_certificates_newest_first() {
     w.submit(&s, form_request(PW)).await.unwrap();
     let s = w.session(&w.main, &cookie).await;
     assert_eq!(w.ra.my_certificates(&s).await.unwrap().len(), 1);
+}
+
+// ---- housekeeping ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn housekeeping_deletes_ended_sessions_old_messages_and_old_links() {
+    let w = world().await;
+    let week = 7 * 24 * 3600;
+    let cookie = w
+        .sign_in_with_secret("alice@example.org", "alice-secret")
+        .await;
+    w.ra.start_email_confirmation(&w.main, "carol@example.org", SRC)
+        .await
+        .unwrap();
+    let now = w.clock.now();
+    assert_eq!(w.store.sweep_expired(now, now - week).await.unwrap(), 0);
+    // A week on, the unsent message still holds its link.
+    w.clock.advance(week + 3600);
+    let now = w.clock.now();
+    assert_eq!(
+        w.store.sweep_expired(now, now - week).await.unwrap(),
+        1,
+        "the session"
+    );
+    assert!(w.ra.web_session(&w.main, &cookie).await.unwrap().is_none());
+    // Once done with (the worker drops it: the link expired) and a week old, both go.
+    let claimed = w.store.claim_outbox(now, 60, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    w.store
+        .outbox_dropped(claimed[0].id, now, "link no longer usable")
+        .await
+        .unwrap();
+    w.clock.advance(week + 1);
+    let now = w.clock.now();
+    assert_eq!(w.store.sweep_expired(now, now - week).await.unwrap(), 2);
+    assert_eq!(w.store.sweep_expired(now, now - week).await.unwrap(), 0);
 }

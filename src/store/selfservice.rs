@@ -468,6 +468,36 @@ impl Store {
             .await?)
     }
 
+    // ---- housekeeping -------------------------------------------------------------------
+
+    /// Deletes what has no use any more: ended sessions, messages sent (or dropped) before
+    /// `cutoff`, and links expired before `cutoff` that no unsent message refers to.
+    /// Returns how many rows went.
+    pub async fn sweep_expired(&self, now: UnixTime, cutoff: UnixTime) -> Result<u64> {
+        let mut n = web_session::Entity::delete_many()
+            .filter(web_session::Column::ExpiresAt.lte(now))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        n += outbox::Entity::delete_many()
+            .filter(outbox::Column::SentAt.lt(cutoff))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        let backend = self.db.get_database_backend();
+        n += self
+            .db
+            .execute(Statement::from_sql_and_values(
+                backend,
+                "DELETE FROM email_token WHERE expires_at < $1 AND id NOT IN \
+                 (SELECT email_token_id FROM outbox WHERE email_token_id IS NOT NULL)",
+                [cutoff.into()],
+            ))
+            .await?
+            .rows_affected();
+        Ok(n)
+    }
+
     // ---- rate counters ------------------------------------------------------------------
 
     /// Events under `key` since `since`: their count and the oldest one's time.

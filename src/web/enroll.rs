@@ -987,22 +987,18 @@ async fn form_template(
         .iter()
         .map(|p| (p.id, p.name.clone(), p.id == profile_id))
         .collect();
-    // Terms and key types of every offered profile; the RA checks them against the chosen one.
-    let mut terms: Vec<u32> = Vec::new();
-    let mut keys: Vec<KeyType> = Vec::new();
-    for p in &f.profiles {
-        for t in &p.terms_years {
-            if !terms.contains(t) {
-                terms.push(*t);
-            }
-        }
-        for k in &p.key_types {
-            if !keys.contains(k) {
-                keys.push(*k);
-            }
-        }
-    }
-    terms.sort_unstable();
+    // The chosen profile's terms and key types (after a change of profile, the page shown
+    // again with a field error offers the new profile's).
+    let terms: Vec<u32> = chosen_profile
+        .map(|p| {
+            let mut t = p.terms_years.clone();
+            t.sort_unstable();
+            t
+        })
+        .unwrap_or_default();
+    let keys: Vec<KeyType> = chosen_profile
+        .map(|p| p.key_types.clone())
+        .unwrap_or_default();
     let default_term = chosen_profile.map(|p| p.default_term_years).unwrap_or(1);
     let term = typed
         .and_then(|t| t.term.parse::<u32>().ok())

@@ -217,3 +217,42 @@ async fn cert_issue_writes_a_pkcs12_and_refuses_bad_input() {
     assert_eq!(store.certificates().await.unwrap().len(), 2);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn endpoint_help_links_are_web_or_mail_addresses_only() {
+    let s = start().await;
+    let org = estgate::demo::ORG;
+    for bad in ["javascript:alert(1)", "data:text/html,hi", "ftp://x"] {
+        let (ok, out) = estgate(
+            &s,
+            &[
+                "endpoint",
+                "add",
+                "Bad",
+                "--org",
+                org,
+                "--help-link-target",
+                bad,
+            ],
+            "",
+        );
+        assert!(!ok, "{bad}: {out}");
+        assert!(out.contains("--help-link-target"), "{out}");
+    }
+    let (ok, out) = estgate(
+        &s,
+        &[
+            "endpoint",
+            "add",
+            "Good",
+            "--org",
+            org,
+            "--help-link-target",
+            "mailto:pki@example.org",
+        ],
+        "",
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("uri-extension:"), "{out}");
+    s.stop().await;
+}
