@@ -199,7 +199,13 @@ async fn pages_carry_security_headers_and_help() {
     assert!(text.contains("Secret ID"));
     assert!(text.contains("Example self-enrollment"));
     assert!(text.contains("IT service desk"), "the endpoint's help link");
-    assert!(!text.contains("<script>"), "no inline script");
+    // Scripts only from the server's own file (the CSP would block any other).
+    for (i, _) in text.match_indices("<script") {
+        assert!(
+            text[i..].starts_with("<script src=\"/static/estgate.js\""),
+            "inline script at {i}"
+        );
+    }
     for (topic, heading) in [
         ("why-authenticate", "Why do I need to authenticate?"),
         ("passphrase", "How do I use my passphrase?"),
@@ -644,5 +650,43 @@ async fn sign_out_ends_the_session_and_oversized_forms_are_refused() {
     // The old cookie no longer works, even if replayed.
     b.cookies.insert("__Host-estgate-session".into(), session);
     assert_eq!(b.get(&format!("{base}/form")).await.status, 303);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_post_route_refuses_a_missing_or_wrong_csrf_value() {
+    let server = support::start().await;
+    let base = base(&server);
+    let mut b = signed_in_at_form(&server).await;
+    let ra = &server.running.as_ref().unwrap().ra;
+    let routes = [
+        "/email",
+        "/secret-id",
+        "/confirm",
+        "/account/code",
+        "/account/select",
+        "/form",
+        "/sign-out",
+    ];
+    for route in routes {
+        for csrf in ["", "wrong-but-32-characters-long-xyz"] {
+            let r = b
+                .post(
+                    &format!("{base}{route}"),
+                    &[
+                        ("csrf", csrf),
+                        ("email", "alice@example.org"),
+                        ("account", "1"),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status, 403, "{route} with csrf {csrf:?}");
+            assert!(r.body_text().contains("reload the page"), "{route}");
+        }
+    }
+    // Still signed in (sign-out was refused too), nothing queued, nothing issued.
+    assert_eq!(b.get(&format!("{base}/form")).await.status, 200);
+    assert_eq!(ra.store().outbox_pending().await.unwrap(), 0);
+    assert_eq!(ra.store().count_orders().await.unwrap(), 0);
     server.stop().await;
 }
