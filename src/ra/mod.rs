@@ -504,7 +504,7 @@ impl Ra {
                 };
                 let person = person.filter(|p| p.organisation_id == account.organisation_id);
                 let hash = person.as_ref().and_then(|p| p.secret_id_hash.clone());
-                let ok = self.verify_guess(&keys, &c.password, hash, now).await?;
+                let ok = self.verify_guess(&keys, &c.password, hash).await?;
                 let (Some(person), Some(email), true) = (person, email, ok) else {
                     return Err(Error::unauthorized("wrong email address or secret ID"));
                 };
@@ -534,7 +534,7 @@ impl Ra {
                 } else {
                     account.access_code_hash.clone()
                 };
-                if !self.verify_guess(&keys, &c.password, hash, now).await? {
+                if !self.verify_guess(&keys, &c.password, hash).await? {
                     return Err(Error::unauthorized("wrong access code"));
                 }
                 throttle::forget_failures(&self.store, &keys, &recent_failures).await?;
@@ -697,29 +697,32 @@ impl Ra {
 impl Ra {
     /// Verifies a guessed secret against `hash` — or a dummy hash when there is none, so
     /// the answer's timing does not reveal which names exist — counted under the throttle
-    /// `keys` before the check (throttle.rs: race-free counting). A secret verified moments
-    /// ago is let through without a write.
+    /// `keys` (throttle.rs: guesses under one key take turns). A secret verified moments ago
+    /// is let through without a turn or a write.
     async fn verify_guess(
         &self,
         keys: &[throttle::Key],
         secret: &Secret,
         hash: Option<SecretHash>,
-        now: crate::domain::UnixTime,
     ) -> Result<bool, Error> {
-        if hash
-            .as_ref()
-            .is_some_and(|h| crate::domain::recently_verified(secret, h))
-        {
+        let known = |h: &Option<SecretHash>| {
+            h.as_ref()
+                .is_some_and(|h| crate::domain::recently_verified(secret, h))
+        };
+        if known(&hash) {
             return Ok(true);
         }
-        let reservation = throttle::reserve(&self.store, keys, now).await?;
+        let _turn = throttle::take_turn(keys).await;
+        // The count may have grown while this guess waited for its turn.
+        throttle::check(&self.store, keys, self.clock.now()).await?;
+        if known(&hash) {
+            return Ok(true);
+        }
         let ok = verify_off_executor(secret, hash.clone().unwrap_or_else(|| dummy_hash().clone()))
             .await
             && hash.is_some();
-        if ok {
-            reservation.succeeded(&self.store).await?;
-        } else {
-            reservation.failed(&self.store, now).await?;
+        if !ok {
+            throttle::fail(&self.store, keys, self.clock.now()).await?;
         }
         Ok(ok)
     }

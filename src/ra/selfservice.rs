@@ -337,7 +337,7 @@ impl Ra {
             None => None,
         };
         let hash = person.as_ref().and_then(|p| p.secret_id_hash.clone());
-        let ok = self.verify_guess(&keys, secret_id, hash, now).await?;
+        let ok = self.verify_guess(&keys, secret_id, hash).await?;
         let (Some(person), Some(email), true) = (person, parsed, ok) else {
             return Err(Error::unauthorized("wrong email address or secret ID"));
         };
@@ -455,8 +455,10 @@ impl Ra {
         let mut chosen = candidates.iter().find(|a| known(a)).cloned();
         if chosen.is_none() {
             // One guess, counted once, whatever the number of accounts it is tried against.
-            let reservation = throttle::reserve(&self.store, &keys, now).await?;
-            if !trimmed.expose().is_empty() {
+            let _turn = throttle::take_turn(&keys).await;
+            throttle::check(&self.store, &keys, self.clock.now()).await?;
+            chosen = candidates.iter().find(|a| known(a)).cloned();
+            if chosen.is_none() && !trimmed.expose().is_empty() {
                 for a in &candidates {
                     if let Some(h) = a.access_code_hash.clone() {
                         if verify_off_executor(&trimmed, h).await {
@@ -466,9 +468,8 @@ impl Ra {
                     }
                 }
             }
-            match chosen {
-                Some(_) => reservation.succeeded(&self.store).await?,
-                None => reservation.failed(&self.store, now).await?,
+            if chosen.is_none() {
+                throttle::fail(&self.store, &keys, self.clock.now()).await?;
             }
         }
         // No forgetting of earlier failures here: knowing one shared code must not reset

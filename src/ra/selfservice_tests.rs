@@ -630,6 +630,32 @@ async fn concurrent_requests_cannot_exceed_the_mail_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_right_secrets_are_all_let_in() {
+    // A fleet or a busy person sends the right secret many times at once, before any of
+    // them was verified: none may be taken for a guess.
+    let w = world().await;
+    let handles: Vec<_> = (0..12)
+        .map(|_| {
+            let ra = w.ra.clone();
+            let endpoint = w.main.clone();
+            tokio::spawn(async move {
+                ra.sign_in_with_secret_id(
+                    &endpoint,
+                    "alice@example.org",
+                    &Secret::new("alice-secret"),
+                    SRC,
+                )
+                .await
+                .map(|_| ())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_guesses_cannot_exceed_the_failure_limit() {
     let w = world().await;
     let handles: Vec<_> = (0..12)

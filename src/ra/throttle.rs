@@ -9,12 +9,11 @@
 //! - the client address, on access-code paths, because there the username is chosen freely
 //!   and the code is shared.
 //!
-//! Race-free counting: a guess that needs the (slow) Argon2 check is *reserved* — written
-//! before it is verified and counted with the rows recorded up to itself — so that
-//! concurrent guesses cannot all read the same old count and slip under the limit, and of
-//! simultaneous ones the earliest still get through. A success removes its reservation; a failure
-//! keeps it as the failure record. Presenting a secret verified moments ago (the verifier's
-//! cache) needs no reservation, which keeps the busy success path free of writes.
+//! Counting without races: guesses under one key take turns (`take_turn`), each re-reading
+//! the count once the previous one is recorded. Presenting a secret verified moments ago
+//! (the verifier's cache) needs no turn and no write, which keeps the busy success path
+//! free of both. Confirmation emails are counted by writing the event first and counting
+//! the events up to it, so that of simultaneous requests the earliest get through.
 
 use crate::domain::{Id, UnixTime};
 use crate::error::{Error, ErrorKind};
@@ -165,7 +164,7 @@ pub async fn check(store: &Store, keys: &[Key], now: UnixTime) -> Result<Vec<u64
     let mut counts = Vec::with_capacity(keys.len());
     for key in keys {
         let (count, oldest) = store
-            .recent_failures(key.scope, &key.name, window_start(now, WINDOW_SECS), None)
+            .recent_failures(key.scope, &key.name, window_start(now, WINDOW_SECS))
             .await?;
         if count >= key.limit {
             return Err(too_many(oldest, now));
@@ -175,53 +174,62 @@ pub async fn check(store: &Store, keys: &[Key], now: UnixTime) -> Result<Vec<u64
     Ok(counts)
 }
 
-/// A guess counted before its secret is verified.
+/// Guesses under the same key take turns in this process: each one re-reads the count
+/// after the previous one was recorded, so a burst of parallel guesses cannot all slip
+/// under the limit, while a burst of right secrets is not held back (the first verification
+/// fills the verifier's cache and the rest pass on it). Several processes may each have one
+/// guess in flight per key: the overshoot is bounded by the number of processes.
+pub async fn take_turn(keys: &[Key]) -> Turn {
+    let mut names: Vec<(Id, String)> = keys.iter().map(|k| (k.scope, k.name.clone())).collect();
+    // One order for everybody, so two requests never wait on each other's second lock.
+    names.sort();
+    names.dedup();
+    let mut guards = Vec::with_capacity(names.len());
+    for name in &names {
+        let lock = {
+            let Ok(mut map) = IN_FLIGHT.lock() else {
+                continue;
+            };
+            map.get_or_insert_with(Default::default)
+                .entry(name.clone())
+                .or_default()
+                .clone()
+        };
+        guards.push(lock.lock_owned().await);
+    }
+    Turn { guards }
+}
+
+type TurnLocks = std::collections::HashMap<(Id, String), std::sync::Arc<tokio::sync::Mutex<()>>>;
+
+static IN_FLIGHT: std::sync::Mutex<Option<TurnLocks>> = std::sync::Mutex::new(None);
+
+/// Held while a guess is verified and recorded.
 #[must_use]
-pub struct Reservation {
-    rows: Vec<Id>,
+pub struct Turn {
+    guards: Vec<tokio::sync::OwnedMutexGuard<()>>,
 }
 
-/// Writes one attempt per key, then counts with it: beyond a limit the attempt is taken
-/// back and refused with 429.
-pub async fn reserve(store: &Store, keys: &[Key], now: UnixTime) -> Result<Reservation, Error> {
-    let mut rows = Vec::with_capacity(keys.len());
-    for key in keys {
-        rows.push(store.record_failure(key.scope, &key.name, now).await?);
-    }
-    for (key, id) in keys.iter().zip(&rows) {
-        let (count, oldest) = store
-            .recent_failures(
-                key.scope,
-                &key.name,
-                window_start(now, WINDOW_SECS),
-                Some(*id),
-            )
-            .await?;
-        if count > key.limit {
-            for id in &rows {
-                store.delete_failure(*id).await?;
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.guards.clear();
+        // Forget the locks nobody holds or waits for, so the map stays small.
+        if let Ok(mut map) = IN_FLIGHT.lock() {
+            if let Some(m) = map.as_mut() {
+                m.retain(|_, lock| std::sync::Arc::strong_count(lock) > 1);
             }
-            return Err(too_many(oldest, now));
         }
     }
-    Ok(Reservation { rows })
 }
 
-impl Reservation {
-    /// The guess was wrong: its rows stay as the failure record. Expired failures are swept
-    /// here, off the success path.
-    pub async fn failed(self, store: &Store, now: UnixTime) -> Result<(), Error> {
-        store.sweep_failures(now - WINDOW_SECS).await?;
-        Ok(())
+/// Records a wrong guess under every key; expired failures are swept here, off the
+/// success path.
+pub async fn fail(store: &Store, keys: &[Key], now: UnixTime) -> Result<(), Error> {
+    for key in keys {
+        store.record_failure(key.scope, &key.name, now).await?;
     }
-
-    /// The secret was right: the attempt was no failure.
-    pub async fn succeeded(self, store: &Store) -> Result<(), Error> {
-        for id in self.rows {
-            store.delete_failure(id).await?;
-        }
-        Ok(())
-    }
+    store.sweep_failures(now - WINDOW_SECS).await?;
+    Ok(())
 }
 
 /// After a success with a personal secret, forget the keys' earlier failures (keys with

@@ -754,37 +754,29 @@ impl Store {
     }
 
     /// Failed secrets for (account, username) since `since`: their count and the oldest time.
-    /// With `upto`, only rows recorded no later than that one count: of attempts reserved
-    /// at the same moment, the earlier ones win (throttle.rs).
     pub async fn recent_failures(
         &self,
         account_id: Id,
         username: &str,
         since: UnixTime,
-        upto: Option<Id>,
     ) -> Result<(u64, Option<UnixTime>)> {
-        let mut q = auth_failure::Entity::find()
+        let rows = auth_failure::Entity::find()
             .filter(auth_failure::Column::AccountId.eq(account_id))
             .filter(auth_failure::Column::Username.eq(username))
-            .filter(auth_failure::Column::At.gte(since));
-        if let Some(id) = upto {
-            q = q.filter(auth_failure::Column::Id.lte(id));
-        }
-        let rows = q
+            .filter(auth_failure::Column::At.gte(since))
             .order_by_asc(auth_failure::Column::At)
             .all(&self.db)
             .await?;
         Ok((rows.len() as u64, rows.first().map(|r| r.at)))
     }
 
-    /// Records one failure (or an attempt counted before its outcome); returns its id.
     pub async fn record_failure(
         &self,
         account_id: Id,
         username: &str,
         now: UnixTime,
-    ) -> Result<Id> {
-        let m = auth_failure::ActiveModel {
+    ) -> Result<()> {
+        auth_failure::ActiveModel {
             account_id: Set(account_id),
             username: Set(username.to_string()),
             at: Set(now),
@@ -792,14 +784,6 @@ impl Store {
         }
         .insert(&self.db)
         .await?;
-        Ok(m.id)
-    }
-
-    /// Removes one recorded attempt (it turned out to be a success, or was refused unseen).
-    pub async fn delete_failure(&self, id: Id) -> Result<()> {
-        auth_failure::Entity::delete_by_id(id)
-            .exec(&self.db)
-            .await?;
         Ok(())
     }
 
