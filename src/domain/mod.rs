@@ -76,6 +76,23 @@ pub fn is_dns_name(s: &str) -> bool {
         })
 }
 
+/// Text for an HTML element or a quoted attribute value (pages written without a template
+/// engine: the confirmation email, the error page shown before the layout can be).
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// True when `name` is `domain` or a subdomain of it (case-insensitive).
 pub fn is_within_domain(name: &str, domain: &str) -> bool {
     let name = name.to_ascii_lowercase();
@@ -350,6 +367,11 @@ mod tests {
         assert!(is_within_domain("EXAMPLE.org", "example.org"));
         assert!(!is_within_domain("badexample.org", "example.org"));
         assert!(!is_within_domain("example.org.evil", "example.org"));
+    }
+
+    #[test]
+    fn escaping_covers_attribute_quotes() {
+        assert_eq!(escape_html("a'b\"c&<x>"), "a&#39;b&quot;c&amp;&lt;x&gt;");
     }
 
     #[test]

@@ -342,7 +342,7 @@ fn bare_error(err: &Error) -> Response {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>estgate</title>\
          <link rel=\"stylesheet\" href=\"/static/estgate.css\"></head><body><main><h1>{}</h1>\
          </main></body></html>",
-        escape_html(&err.message)
+        crate::domain::escape_html(&err.message)
     );
     (
         problem::status(err.kind),
@@ -350,21 +350,6 @@ fn bare_error(err: &Error) -> Response {
         body,
     )
         .into_response()
-}
-
-fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 // ---- templates ----------------------------------------------------------------------------
