@@ -21,8 +21,8 @@ use zeroize::Zeroizing;
 
 use super::{problem, AppState, ConnInfo};
 use crate::domain::{
-    generate_secret, AuthType, CsrMethod, Endpoint, KeyType, Organisation, Pkcs12Encryption,
-    Secret, WebSession,
+    generate_secret, AuthType, Endpoint, KeyType, Organisation, Pkcs12Encryption, Secret,
+    WebSession,
 };
 use crate::error::{Error, ErrorKind};
 use crate::ra::{FieldErrors, FormError, FormOutcome, FormRequest, SignInOutcome};
@@ -323,15 +323,20 @@ impl Ctx {
             ErrorKind::Forbidden => "Not allowed",
             _ => "Something went wrong",
         };
-        let mut r = self.page(
-            problem::status(err.kind),
+        self.refused(
+            err.kind,
             &MessagePage {
                 c: self.chrome(),
                 heading,
                 message: err.message.clone(),
             },
-        );
-        problem::retry_after(&mut r, err.kind);
+        )
+    }
+
+    /// A page answering a refusal: the status for its kind, and `Retry-After` when it has one.
+    fn refused(&self, kind: ErrorKind, t: &impl Template) -> Response {
+        let mut r = self.page(problem::status(kind), t);
+        problem::retry_after(&mut r, kind);
         r
     }
 }
@@ -581,9 +586,7 @@ async fn email_submit(
             let mut t = sign_in_template(&ctx);
             t.email_value = form.email.trim().to_string();
             t.email_error = Some(e.message.clone());
-            let mut r = ctx.page(problem::status(e.kind), &t);
-            problem::retry_after(&mut r, e.kind);
-            r
+            ctx.refused(e.kind, &t)
         }
     }
 }
@@ -630,9 +633,7 @@ async fn secret_id_submit(
             let mut t = sign_in_template(&ctx);
             t.secret_email_value = form.email.trim().to_string();
             t.secret_error = Some(e.message.clone());
-            let mut r = ctx.page(problem::status(e.kind), &t);
-            problem::retry_after(&mut r, e.kind);
-            r
+            ctx.refused(e.kind, &t)
         }
     }
 }
@@ -868,9 +869,7 @@ async fn code_submit(
         Err(e) => match account_template(&state, &ctx, &session).await {
             Ok(mut t) => {
                 t.code_error = Some(e.message.clone());
-                let mut r = ctx.page(problem::status(e.kind), &t);
-                problem::retry_after(&mut r, e.kind);
-                r
+                ctx.refused(e.kind, &t)
             }
             Err(e) => ctx.error(&e),
         },
@@ -908,7 +907,7 @@ async fn select_submit(
         Err(e) => match account_template(&state, &ctx, &session).await {
             Ok(mut t) => {
                 t.select_error = Some(e.message.clone());
-                ctx.page(problem::status(e.kind), &t)
+                ctx.refused(e.kind, &t)
             }
             Err(e) => ctx.error(&e),
         },
@@ -1087,11 +1086,8 @@ async fn form_submit(
             Err(e) => ctx.error(&e),
         }
     };
-    let account_method = match state.ra.enrollment_form(&session).await {
-        Ok(f) => f.account.csr_method,
-        Err(e) => return ctx.error(&e),
-    };
-    let csr = if fields.csr.trim().is_empty() || account_method == CsrMethod::Server {
+    // Whether the account takes a CSR is the RA's decision (a field error when it does not).
+    let csr = if fields.csr.trim().is_empty() {
         None
     } else {
         match csr_der(&fields.csr) {
