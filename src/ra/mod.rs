@@ -697,34 +697,57 @@ impl Ra {
 impl Ra {
     /// Verifies a guessed secret against `hash` — or a dummy hash when there is none, so
     /// the answer's timing does not reveal which names exist — counted under the throttle
-    /// `keys` (throttle.rs: guesses under one key take turns). A secret verified moments ago
-    /// is let through without a turn or a write.
+    /// `keys`.
     async fn verify_guess(
         &self,
         keys: &[throttle::Key],
         secret: &Secret,
         hash: Option<SecretHash>,
     ) -> Result<bool, Error> {
-        let known = |h: &Option<SecretHash>| {
-            h.as_ref()
-                .is_some_and(|h| crate::domain::recently_verified(secret, h))
+        Ok(self
+            .verify_guess_among(keys, secret, hash.as_slice())
+            .await?
+            .is_some())
+    }
+
+    /// Which of `hashes` a guessed secret matches: one guess under the throttle `keys`
+    /// however many hashes it is tried against (throttle.rs: guesses under one key take
+    /// turns). With no hash at all a dummy is verified, for the timing. A secret verified
+    /// moments ago is let through without a turn or a write.
+    async fn verify_guess_among(
+        &self,
+        keys: &[throttle::Key],
+        secret: &Secret,
+        hashes: &[SecretHash],
+    ) -> Result<Option<usize>, Error> {
+        let known = || {
+            hashes
+                .iter()
+                .position(|h| crate::domain::recently_verified(secret, h))
         };
-        if known(&hash) {
-            return Ok(true);
+        if let Some(i) = known() {
+            return Ok(Some(i));
         }
         let _turn = throttle::take_turn(keys).await;
         // The count may have grown while this guess waited for its turn.
         throttle::check(&self.store, keys, self.clock.now()).await?;
-        if known(&hash) {
-            return Ok(true);
+        if let Some(i) = known() {
+            return Ok(Some(i));
         }
-        let ok = verify_off_executor(secret, hash.clone().unwrap_or_else(|| dummy_hash().clone()))
-            .await
-            && hash.is_some();
-        if !ok {
+        let mut matched = None;
+        if hashes.is_empty() {
+            verify_off_executor(secret, dummy_hash().clone()).await;
+        }
+        for (i, h) in hashes.iter().enumerate() {
+            if verify_off_executor(secret, h.clone()).await {
+                matched = Some(i);
+                break;
+            }
+        }
+        if matched.is_none() {
             throttle::fail(&self.store, keys, self.clock.now()).await?;
         }
-        Ok(ok)
+        Ok(matched)
     }
 }
 

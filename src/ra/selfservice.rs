@@ -5,7 +5,7 @@
 use estgate_protocol::Csr;
 use zeroize::Zeroizing;
 
-use super::{friendly_name, parse_csr, sha256_hex, throttle, verify_off_executor, Authorized, Ra};
+use super::{friendly_name, parse_csr, sha256_hex, throttle, Authorized, Ra};
 use crate::domain::{
     generate_secret, hash_token, Account, Actor, AuthType, Authorization, CsrMethod, Department,
     EmailAddress, EmailPurpose, Endpoint, Id, KeyType, Organisation, Person, Pkcs12Encryption,
@@ -447,31 +447,19 @@ impl Ra {
                 a.authorization == Authorization::AccessCode && a.access_code_hash.is_some()
             })
             .collect();
-        let known = |a: &Account| {
-            a.access_code_hash
-                .as_ref()
-                .is_some_and(|h| crate::domain::recently_verified(&trimmed, h))
+        // A blank code is tried against nothing (and so fails), but still counted.
+        let hashes: Vec<_> = if trimmed.expose().is_empty() {
+            Vec::new()
+        } else {
+            candidates
+                .iter()
+                .filter_map(|a| a.access_code_hash.clone())
+                .collect()
         };
-        let mut chosen = candidates.iter().find(|a| known(a)).cloned();
-        if chosen.is_none() {
-            // One guess, counted once, whatever the number of accounts it is tried against.
-            let _turn = throttle::take_turn(&keys).await;
-            throttle::check(&self.store, &keys, self.clock.now()).await?;
-            chosen = candidates.iter().find(|a| known(a)).cloned();
-            if chosen.is_none() && !trimmed.expose().is_empty() {
-                for a in &candidates {
-                    if let Some(h) = a.access_code_hash.clone() {
-                        if verify_off_executor(&trimmed, h).await {
-                            chosen = Some(a.clone());
-                            break;
-                        }
-                    }
-                }
-            }
-            if chosen.is_none() {
-                throttle::fail(&self.store, &keys, self.clock.now()).await?;
-            }
-        }
+        let chosen = self
+            .verify_guess_among(&keys, &trimmed, &hashes)
+            .await?
+            .and_then(|i| candidates.get(i).cloned());
         // No forgetting of earlier failures here: knowing one shared code must not reset
         // the count of guesses at the others.
         let Some(account) = chosen else {
