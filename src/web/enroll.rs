@@ -1241,11 +1241,11 @@ mod tests {
 
     #[test]
     fn pasted_csrs_in_pem_and_base64() {
-        let der = std::fs::read(concat!(
+        let der = include_bytes!(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/protocol/testdata/csr-ec-p256.der"
         ))
-        .unwrap();
+        .to_vec();
         let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
         let pem = format!(
             "-----BEGIN CERTIFICATE REQUEST-----\n{b64}\n-----END CERTIFICATE REQUEST-----\n"
