@@ -160,6 +160,72 @@ str_enum!(
     CertStatus { Valid = "valid", Revoked = "revoked" }
 );
 str_enum!(
+    /// RFC 5280 §5.3.1 CRLReason values estgate records. The person can pick the first five
+    /// (the self-service list); administrators any of them.
+    RevocationReason {
+        Unspecified = "unspecified",
+        KeyCompromise = "keyCompromise",
+        AffiliationChanged = "affiliationChanged",
+        Superseded = "superseded",
+        CessationOfOperation = "cessationOfOperation",
+        CertificateHold = "certificateHold",
+        PrivilegeWithdrawn = "privilegeWithdrawn",
+    }
+);
+str_enum!(
+    /// CA/Browser Forum S/MIME Baseline Requirements §7.1.6.1: how the subject was validated.
+    SmimeValidation {
+        Mailbox = "mailbox",
+        Organization = "organization",
+        Sponsor = "sponsor",
+        Individual = "individual",
+    }
+);
+str_enum!(
+    /// S/MIME BR generation. `legacy` is not offered: the BR prohibit it for new certificates.
+    /// `strict` allows no clientAuth and at most 825 days; `multipurpose` allows clientAuth.
+    SmimeGeneration { Multipurpose = "multipurpose", Strict = "strict" }
+);
+
+impl RevocationReason {
+    /// The CRLReason code of RFC 5280 §5.3.1.
+    pub fn code(self) -> u8 {
+        match self {
+            RevocationReason::Unspecified => 0,
+            RevocationReason::KeyCompromise => 1,
+            RevocationReason::AffiliationChanged => 3,
+            RevocationReason::Superseded => 4,
+            RevocationReason::CessationOfOperation => 5,
+            RevocationReason::CertificateHold => 6,
+            RevocationReason::PrivilegeWithdrawn => 9,
+        }
+    }
+
+    /// The reasons a person may choose for their own certificate.
+    pub const SELF_SERVICE: &'static [RevocationReason] = &[
+        RevocationReason::Unspecified,
+        RevocationReason::KeyCompromise,
+        RevocationReason::AffiliationChanged,
+        RevocationReason::Superseded,
+        RevocationReason::CessationOfOperation,
+    ];
+}
+
+/// What a person profile's certificates claim under the S/MIME BR (its policy OID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmimeType {
+    pub validation: SmimeValidation,
+    pub generation: SmimeGeneration,
+}
+
+impl SmimeType {
+    /// BR §6.3.2: strict and multipurpose certificates live at most 825 days, so whole-year
+    /// terms above 2 years are refused.
+    pub fn max_term_years(self) -> u32 {
+        2
+    }
+}
+str_enum!(
     /// What an emailed link is for: signing in to the browser form, or confirming an EST
     /// request made with an access code.
     EmailPurpose { SignIn = "sign-in", Est = "est" }
