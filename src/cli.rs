@@ -716,6 +716,7 @@ impl Admin {
                         terms_years: terms.clone(),
                         default_term_years: default_term,
                         requires_approval: *requires_approval,
+                        smime: None,
                     })
                     .await
                     .map_err(err)?;

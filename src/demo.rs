@@ -92,6 +92,7 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
                     terms_years: vec![1, 2, 3],
                     default_term_years: 1,
                     requires_approval: false,
+                    smime: None,
                 })
                 .await?
         }
@@ -113,6 +114,7 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
                     terms_years: vec![1, 2],
                     default_term_years: 1,
                     requires_approval: false,
+                    smime: None,
                 })
                 .await?
         }

@@ -8,6 +8,7 @@ mod columns;
 mod m0001_initial;
 mod m0002_account_pkcs12_encryption;
 mod m0003_self_enrollment;
+mod m0004_lifecycle;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_initial::Migration),
             Box::new(m0002_account_pkcs12_encryption::Migration),
             Box::new(m0003_self_enrollment::Migration),
+            Box::new(m0004_lifecycle::Migration),
         ]
     }
 }

@@ -154,6 +154,7 @@ str_enum!(
         Signing = "signing",
         Issued = "issued",
         Rejected = "rejected",
+        Failed = "failed",
     }
 );
 str_enum!(
@@ -248,6 +249,9 @@ pub struct Organisation {
     pub id: Id,
     pub name: String,
     pub domains: Vec<String>,
+    /// S/MIME BR §7.1.4.2.2 organizationIdentifier (e.g. `LEIXG-…`, `VATDE-…`), required by
+    /// organization- and sponsor-validated profiles.
+    pub organization_identifier: Option<String>,
 }
 
 impl Organisation {
@@ -297,6 +301,8 @@ pub struct Profile {
     pub terms_years: Vec<u32>,
     pub default_term_years: u32,
     pub requires_approval: bool,
+    /// Person profiles: the S/MIME BR type their certificates claim.
+    pub smime: Option<SmimeType>,
 }
 
 #[derive(Debug, Clone)]
@@ -340,6 +346,23 @@ pub struct CertificateRecord {
     pub not_after: UnixTime,
     pub der: Vec<u8>,
     pub status: CertStatus,
+    pub revocation: Option<Revocation>,
+}
+
+/// When, why and by whom a certificate was revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub at: UnixTime,
+    pub reason: RevocationReason,
+    pub by: String,
+}
+
+/// An approval decision on an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub by: String,
+    pub at: UnixTime,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -354,6 +377,10 @@ pub struct Order {
     pub csr_sha256: String,
     pub status: OrderStatus,
     pub serial: Option<String>,
+    pub created_at: UnixTime,
+    /// The CSR of a client-key order waiting for approval (public data).
+    pub csr_der: Option<Vec<u8>>,
+    pub decision: Option<Decision>,
 }
 
 /// A one-time emailed link. Only the hash of its secret is stored, and only once the mail

@@ -2,7 +2,9 @@
 //! (authorization), what may be issued (policy → `IssuancePlan`), and the issuance cycle
 //! (record intent → sign → store).
 
+mod lifecycle;
 mod plan;
+pub mod publication;
 mod selfservice;
 mod throttle;
 
@@ -20,6 +22,7 @@ use crate::domain::{
 use crate::error::{Error, ErrorKind};
 use crate::store::{AuditEntry, SignedCertificate, SigningIntent, Store};
 
+pub use lifecycle::{OrderView, APPROVAL_RETRY_AFTER_SECS};
 pub use selfservice::{
     EnrollmentForm, FieldErrors, FormError, FormOutcome, FormRequest, LinkDescription,
     SignInOutcome, SESSION_TTL_SECS,
@@ -48,6 +51,10 @@ pub struct Ra {
     keygen: KeyGenerator,
     /// How long an emailed link stays valid (config `email_link_ttl_minutes`).
     email_link_ttl: i64,
+    /// Who is mailed that a request waits for approval (config `approver_emails`).
+    approvers: Vec<EmailAddress>,
+    /// Publishes revocations (CRL, OCSP) when this process serves them.
+    publisher: Option<Arc<publication::Publisher>>,
 }
 
 /// A certificate for a key the server generated; the key exists only in this value.
@@ -87,7 +94,23 @@ impl Ra {
             clock,
             keygen: KeyGenerator::new(cores, 64),
             email_link_ttl: 60 * 60,
+            approvers: Vec::new(),
+            publisher: None,
         }
+    }
+
+    pub fn with_approvers(mut self, approvers: Vec<EmailAddress>) -> Ra {
+        self.approvers = approvers;
+        self
+    }
+
+    pub fn with_publisher(mut self, publisher: Arc<publication::Publisher>) -> Ra {
+        self.publisher = Some(publisher);
+        self
+    }
+
+    pub fn publisher(&self) -> Option<&Arc<publication::Publisher>> {
+        self.publisher.as_ref()
     }
 
     pub fn email_link_ttl_secs(&self) -> i64 {
@@ -165,8 +188,18 @@ impl Ra {
             name: auth.requester.clone(),
             source: source.to_string(),
         };
+        let request = sha256_hex(&csr.der);
+        let order = match self
+            .approval(&auth, &request, csr.key, Some(&csr.der), &actor)
+            .await?
+        {
+            lifecycle::Approval::AlreadyIssued(issued) => return Ok(issued),
+            lifecycle::Approval::Approved(id) => Some(id),
+            lifecycle::Approval::NotNeeded => None,
+        };
         self.consume_confirmation(confirmation).await?;
-        self.issue(&auth, &csr, plan, actor, "enroll").await
+        self.issue_on(&auth, &csr, plan, actor, "enroll", order)
+            .await
     }
 
     /// EST `/serverkeygen` (RFC 7030 §4.4) and PKCS#12 downloads: authenticated like
@@ -206,17 +239,33 @@ impl Ra {
         } else {
             auth.profile.default_key_type
         };
+        let actor = Actor {
+            name: auth.requester.clone(),
+            source: source.to_string(),
+        };
+        // Before any key exists: an order waiting for approval keeps no key (and no CSR,
+        // whose key is not the one that will be certified).
+        let order = match self
+            .approval(&auth, &sha256_hex(&csr.der), key_type, None, &actor)
+            .await?
+        {
+            lifecycle::Approval::Approved(id) => Some(id),
+            lifecycle::Approval::NotNeeded => None,
+            lifecycle::Approval::AlreadyIssued(_) => {
+                return Err(Error::internal(
+                    "a server-key order answered with a certificate",
+                ))
+            }
+        };
         let key = self.generate_key(key_type).await?;
         csr.key = key_type;
         csr.spki_der = key.spki_der.clone();
         let plan = self.plan(&auth, &csr).await?;
         let friendly_name = friendly_name(&plan);
-        let actor = Actor {
-            name: auth.requester.clone(),
-            source: source.to_string(),
-        };
         self.consume_confirmation(confirmation).await?;
-        let issued = self.issue(&auth, &csr, plan, actor, "serverkeygen").await?;
+        let issued = self
+            .issue_on(&auth, &csr, plan, actor, "serverkeygen", order)
+            .await?;
         Ok(ServerKeyIssued {
             issued,
             key,
@@ -283,10 +332,6 @@ impl Ra {
             }
             SubjectSource::Device => (None, subject.to_string(), vec![subject.to_string()]),
         };
-        let key = self.generate_key(key_type).await?;
-        // The plan is built from a request of the administrator's making, so the same
-        // policy code decides as for EST.
-        let csr = csr_for_generated_key(&key.spki_der, key_type, names);
         let auth = Authorized {
             term_years: profile.default_term_years,
             account,
@@ -295,9 +340,28 @@ impl Ra {
             requester,
             confirm_email: None,
         };
+        let request = lifecycle::server_key_request(&auth.requester);
+        let order = match self
+            .approval(&auth, &request, key_type, None, &actor)
+            .await?
+        {
+            lifecycle::Approval::Approved(id) => Some(id),
+            lifecycle::Approval::NotNeeded => None,
+            lifecycle::Approval::AlreadyIssued(_) => {
+                return Err(Error::internal(
+                    "a server-key order answered with a certificate",
+                ))
+            }
+        };
+        let key = self.generate_key(key_type).await?;
+        // The plan is built from a request of the administrator's making, so the same
+        // policy code decides as for EST.
+        let csr = csr_for_generated_key(&key.spki_der, key_type, names);
         let plan = self.plan(&auth, &csr).await?;
         let friendly_name = friendly_name(&plan);
-        let issued = self.issue(&auth, &csr, plan, actor, "admin-issue").await?;
+        let issued = self
+            .issue_on(&auth, &csr, plan, actor, "admin-issue", order)
+            .await?;
         Ok(ServerKeyIssued {
             issued,
             key,
@@ -442,12 +506,53 @@ impl Ra {
         let csr = parse_csr(csr_der)?;
         let (_, old) = parse_x509_certificate(&record.der)
             .map_err(|e| Error::internal(format!("stored certificate unparsable: {e}")))?;
-        let profile = self.store.profile(order.profile_id).await?;
-        let plan = plan::for_renewal(&old, &profile, &csr, now)?;
+        // The current rules decide, as for a first enrollment: the profile must still be
+        // one of the account's, and a person still on record in the account's organisation
+        // (and department, when the account names one), under a verified domain.
+        if !account.profile_ids.contains(&order.profile_id) {
+            return Err(Error::forbidden(
+                "the certificate's profile is no longer offered by this account",
+            ));
+        }
+        let profile = match self.store.profile(order.profile_id).await {
+            Ok(p) => p,
+            Err(crate::store::StoreError::NotFound(_)) => {
+                return Err(Error::forbidden(
+                    "the certificate's profile no longer exists",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
         let person = match order.person_id {
-            Some(id) => Some(self.store.person(id).await?),
+            Some(id) => match self.store.person(id).await {
+                Ok(p) => Some(p),
+                Err(crate::store::StoreError::NotFound(_)) => {
+                    return Err(Error::forbidden("the person is no longer on record"))
+                }
+                Err(e) => return Err(e.into()),
+            },
             None => None,
         };
+        if let Some(p) = &person {
+            if p.organisation_id != account.organisation_id {
+                return Err(Error::forbidden(
+                    "the person no longer belongs to this account's organisation",
+                ));
+            }
+            if account.department_id.is_some() && p.department_id != account.department_id {
+                return Err(Error::forbidden(
+                    "the person no longer belongs to this account's department",
+                ));
+            }
+            let org = self.store.organisation(account.organisation_id).await?;
+            Self::check_domain(&org, &p.email)?;
+        }
+        if profile.subject_source == SubjectSource::Device {
+            // Device names must still sit in a verified domain of the organisation.
+            let org = self.store.organisation(account.organisation_id).await?;
+            plan::for_device(&org, None, &profile, profile.default_term_years, &csr, now)?;
+        }
+        let plan = plan::for_renewal(&old, &profile, &csr, now)?;
         let auth = Authorized {
             term_years: profile.default_term_years,
             account,
@@ -460,7 +565,17 @@ impl Ra {
             name: format!("tls-client:{}", record.serial),
             source: source.to_string(),
         };
-        self.issue(&auth, &csr, plan, actor, "reenroll").await
+        let request = sha256_hex(&csr.der);
+        let approved = match self
+            .approval(&auth, &request, csr.key, Some(&csr.der), &actor)
+            .await?
+        {
+            lifecycle::Approval::AlreadyIssued(issued) => return Ok(issued),
+            lifecycle::Approval::Approved(id) => Some(id),
+            lifecycle::Approval::NotNeeded => None,
+        };
+        self.issue_on(&auth, &csr, plan, actor, "reenroll", approved)
+            .await
     }
 
     async fn department_name(&self, auth: &Authorized) -> Result<Option<String>, Error> {
@@ -589,50 +704,17 @@ impl Ra {
         }
     }
 
-    /// An order that waits for approval: recorded and audited, nothing signed.
-    async fn record_for_approval(
-        &self,
-        auth: &Authorized,
-        key_type: crate::domain::KeyType,
-        csr_sha256: &str,
-        actor: Actor,
-    ) -> Result<crate::domain::Id, Error> {
-        let intent = SigningIntent {
-            account_id: auth.account.id,
-            profile_id: auth.profile.id,
-            person_id: auth.person.as_ref().map(|p| p.id),
-            requester: auth.requester.clone(),
-            key_type,
-            term_years: auth.term_years,
-            csr_sha256: csr_sha256.to_string(),
-            serial: String::new(),
-        };
-        let audit = AuditEntry {
-            actor,
-            action: "order.pending-approval".into(),
-            object: String::new(),
-            detail: format!(
-                "account={} profile={} key={} term={}",
-                auth.account.name,
-                auth.profile.name,
-                key_type.as_str(),
-                auth.term_years
-            ),
-        };
-        Ok(self
-            .store
-            .record_pending_order(&intent, &audit, self.clock.now())
-            .await?)
-    }
-
     /// The issuance cycle: record intent (serial reserved) → sign → store, mark issued.
-    async fn issue(
+    /// The issuance cycle on a new order, or on an `approved` one (its intent is the
+    /// move to `signing`, which only one caller wins).
+    async fn issue_on(
         &self,
         auth: &Authorized,
         csr: &Csr,
         plan: IssuancePlan,
         actor: Actor,
         action: &str,
+        approved: Option<crate::domain::Id>,
     ) -> Result<Issued, Error> {
         let now = self.clock.now();
         let serial = hex::encode_upper(&plan.serial);
@@ -661,10 +743,26 @@ impl Ra {
             object: String::new(),
             detail: detail.clone(),
         };
-        let order_id = self
-            .store
-            .record_intent(&intent, &intent_audit, now)
-            .await?;
+        let order_id = match approved {
+            None => {
+                self.store
+                    .record_intent(&intent, &intent_audit, now)
+                    .await?
+            }
+            Some(id) => {
+                if !self
+                    .store
+                    .begin_signing(id, &serial, &intent_audit, now)
+                    .await?
+                {
+                    return Err(Error::new(
+                        ErrorKind::Pending { retry_after: 5 },
+                        "the certificate is being signed; ask again in a moment",
+                    ));
+                }
+                id
+            }
+        };
         let ca = self.ca.clone();
         let spki = csr.spki_der.clone();
         let plan_for_signer = plan.clone();
@@ -686,8 +784,24 @@ impl Ra {
             object: String::new(),
             detail,
         };
+        // Orders that waited for approval tell the person when the certificate exists.
+        let mut notices = Vec::new();
+        if approved.is_some() {
+            if let Some(to) = self
+                .requester_email(&self.store.order(order_id).await?)
+                .await?
+            {
+                notices.push(crate::store::Notice {
+                    kind: crate::store::NoticeKind::CertificateIssued,
+                    recipient: to.to_string(),
+                    order_id: Some(order_id),
+                    certificate_id: None,
+                    dedupe_key: None,
+                });
+            }
+        }
         self.store
-            .store_certificate(order_id, &signed, &audit, self.clock.now())
+            .store_certificate(order_id, &signed, &audit, &notices, self.clock.now())
             .await?;
         tracing::info!(serial = %serial, order = order_id, "{action}: certificate issued");
         Ok(Issued { der, serial })
@@ -813,6 +927,8 @@ impl From<crate::ca::CaError> for Error {
     }
 }
 
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod selfservice_tests;
 #[cfg(test)]

@@ -721,18 +721,43 @@ impl Ra {
             name: form.email.to_string(),
             source: source.to_string(),
         };
-        if profile.requires_approval {
-            let csr_hash = csr.as_ref().map(|c| sha256_hex(&c.der)).unwrap_or_default();
-            let key = csr.as_ref().map(|c| c.key).unwrap_or(key_type);
-            let order_id = self
-                .record_for_approval(&auth, key, &csr_hash, actor)
-                .await?;
-            return Ok(FormOutcome::PendingApproval { order_id });
-        }
+        // Approval (lifecycle.rs): a CSR is its own request; a server-made key is asked for
+        // by the person, and generated only once the order is approved and they are back.
+        let der = csr.as_ref().map(|c| c.der.clone());
+        let request = super::lifecycle::request_key(der.as_deref(), &auth.requester);
+        let key = csr.as_ref().map(|c| c.key).unwrap_or(key_type);
+        let approval = match self
+            .approval(&auth, &request, key, der.as_deref(), &actor)
+            .await
+        {
+            Ok(a) => a,
+            Err(e) if matches!(e.kind, crate::error::ErrorKind::Pending { .. }) => {
+                let order_id = self
+                    .store
+                    .order_for_csr(auth.account.id, &request)
+                    .await
+                    .map_err(Error::from)?
+                    .map(|o| o.id)
+                    .unwrap_or_default();
+                return Ok(FormOutcome::PendingApproval { order_id });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (approved, already) = match approval {
+            super::lifecycle::Approval::NotNeeded => (None, None),
+            super::lifecycle::Approval::Approved(id) => (Some(id), None),
+            super::lifecycle::Approval::AlreadyIssued(i) => (None, Some(i)),
+        };
         match csr {
             Some(csr) => {
-                let plan = self.plan(&auth, &csr).await?;
-                let issued = self.issue(&auth, &csr, plan, actor, "web-enroll").await?;
+                let issued = match already {
+                    Some(i) => i,
+                    None => {
+                        let plan = self.plan(&auth, &csr).await?;
+                        self.issue_on(&auth, &csr, plan, actor, "web-enroll", approved)
+                            .await?
+                    }
+                };
                 let mut pem = crate::ca::pem_certificate(&issued.der);
                 for c in self.ca.chain() {
                     pem.push_str(&crate::ca::pem_certificate(c));
@@ -749,7 +774,7 @@ impl Ra {
                 let plan = self.plan(&auth, &csr).await?;
                 let friendly = friendly_name(&plan);
                 let issued = self
-                    .issue(&auth, &csr, plan, actor, "web-serverkeygen")
+                    .issue_on(&auth, &csr, plan, actor, "web-serverkeygen", approved)
                     .await?;
                 let out = super::ServerKeyIssued {
                     issued,

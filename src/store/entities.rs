@@ -23,6 +23,7 @@ entity!(organisation, "organisation", {
     pub id: i64,
     pub name: String,
     pub created_at: i64,
+    pub organization_identifier: Option<String>,
 });
 
 entity!(domain, "domain", {
@@ -63,6 +64,8 @@ entity!(profile, "profile", {
     pub terms_years: String,
     pub default_term_years: i32,
     pub requires_approval: bool,
+    pub smime_validation: Option<String>,
+    pub smime_generation: Option<String>,
 });
 
 entity!(endpoint, "endpoint", {
@@ -116,6 +119,10 @@ entity!(cert_order, "cert_order", {
     pub serial: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub csr_der: Option<Vec<u8>>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub decision_reason: Option<String>,
 });
 
 entity!(certificate, "certificate", {
@@ -131,6 +138,7 @@ entity!(certificate, "certificate", {
     pub status: String,
     pub revoked_at: Option<i64>,
     pub revocation_reason: Option<String>,
+    pub revoked_by: Option<String>,
 });
 
 entity!(audit_event, "audit_event", {
@@ -179,6 +187,7 @@ entity!(web_session, "web_session", {
     pub auth_type: String,
     pub created_at: i64,
     pub expires_at: i64,
+    pub form_token_hash: Option<String>,
 });
 
 entity!(outbox, "outbox", {
@@ -193,6 +202,27 @@ entity!(outbox, "outbox", {
     pub locked_until: Option<i64>,
     pub sent_at: Option<i64>,
     pub last_error: Option<String>,
+    pub order_id: Option<i64>,
+    pub certificate_id: Option<i64>,
+    pub dedupe_key: Option<String>,
+});
+
+entity!(crl, "crl", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub number: i64,
+    pub this_update: i64,
+    pub next_update: i64,
+    pub der: Vec<u8>,
+});
+
+entity!(ocsp_response, "ocsp_response", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub serial: String,
+    pub der: Vec<u8>,
+    pub this_update: i64,
+    pub next_update: i64,
 });
 
 entity!(rate_event, "rate_event", {

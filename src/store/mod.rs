@@ -2,6 +2,7 @@
 //! see only `crate::domain` types.
 
 mod entities;
+mod lifecycle;
 mod selfservice;
 
 use sea_orm::sea_query::Expr;
@@ -11,6 +12,7 @@ use sea_orm::{
 };
 
 use entities::*;
+pub use lifecycle::{Notice, NoticeKind, OrderFilter};
 pub use selfservice::{
     NewEmailToken, NewWebSession, OutboxItem, TokenRefusal, OUTBOX_EMAIL_CONFIRMATION,
 };
@@ -89,6 +91,7 @@ pub struct NewProfile {
     pub terms_years: Vec<u32>,
     pub default_term_years: u32,
     pub requires_approval: bool,
+    pub smime: Option<crate::domain::SmimeType>,
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +261,7 @@ impl Store {
             id: m.id,
             name: m.name,
             domains,
+            organization_identifier: m.organization_identifier,
         })
     }
 
@@ -422,6 +426,8 @@ impl Store {
             terms_years: Set(join(&p.terms_years)),
             default_term_years: Set(p.default_term_years as i32),
             requires_approval: Set(p.requires_approval),
+            smime_validation: Set(p.smime.map(|t| t.validation.as_str().to_string())),
+            smime_generation: Set(p.smime.map(|t| t.generation.as_str().to_string())),
             ..Default::default()
         }
         .insert(&self.db)
@@ -658,6 +664,7 @@ impl Store {
         order_id: Id,
         cert: &SignedCertificate,
         audit: &AuditEntry,
+        notices: &[Notice],
         now: UnixTime,
     ) -> Result<Id> {
         let txn = self.db.begin().await?;
@@ -687,6 +694,15 @@ impl Store {
             .exec(&txn)
             .await?;
         insert_audit(&txn, audit, &format!("certificate {}", cert.serial), now).await?;
+        let notices: Vec<Notice> = notices
+            .iter()
+            .cloned()
+            .map(|mut n| {
+                n.certificate_id = Some(m.id);
+                n
+            })
+            .collect();
+        lifecycle::queue(&txn, &notices, now).await?;
         txn.commit().await?;
         Ok(m.id)
     }
@@ -715,25 +731,41 @@ impl Store {
             .one(&self.db)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("order {id}")))?;
-        Ok(Order {
-            id: m.id,
-            account_id: m.account_id,
-            profile_id: m.profile_id,
-            person_id: m.person_id,
-            requester: m.requester,
-            key_type: m.key_type,
-            term_years: m.term_years as u32,
-            csr_sha256: m.csr_sha256,
-            status: OrderStatus::parse(&m.status)
-                .ok_or_else(|| corrupt("order status", &m.status))?,
-            serial: m.serial,
-        })
+        order_from(m)
     }
 
     pub async fn count_orders(&self) -> Result<u64> {
         Ok(cert_order::Entity::find().count(&self.db).await?)
     }
+}
 
+fn order_from(m: cert_order::Model) -> Result<Order> {
+    let decision = match (m.decided_by, m.decided_at) {
+        (Some(by), Some(at)) => Some(crate::domain::Decision {
+            by,
+            at,
+            reason: m.decision_reason,
+        }),
+        _ => None,
+    };
+    Ok(Order {
+        created_at: m.created_at,
+        csr_der: m.csr_der,
+        decision,
+        id: m.id,
+        account_id: m.account_id,
+        profile_id: m.profile_id,
+        person_id: m.person_id,
+        requester: m.requester,
+        key_type: m.key_type,
+        term_years: m.term_years as u32,
+        csr_sha256: m.csr_sha256,
+        status: OrderStatus::parse(&m.status).ok_or_else(|| corrupt("order status", &m.status))?,
+        serial: m.serial,
+    })
+}
+
+impl Store {
     // ---- audit and throttling -----------------------------------------------------------
 
     pub async fn audit(&self, entry: &AuditEntry, now: UnixTime) -> Result<()> {
@@ -878,6 +910,7 @@ fn profile_from(m: profile::Model) -> Result<Profile> {
             .collect::<Result<_>>()?,
         default_term_years: m.default_term_years as u32,
         requires_approval: m.requires_approval,
+        smime: smime_from(m.smime_validation.as_deref(), m.smime_generation.as_deref())?,
         name: m.name,
     })
 }
@@ -898,8 +931,38 @@ fn endpoint_from(m: endpoint::Model) -> Result<Endpoint> {
     })
 }
 
+fn smime_from(
+    validation: Option<&str>,
+    generation: Option<&str>,
+) -> Result<Option<crate::domain::SmimeType>> {
+    use crate::domain::{SmimeGeneration, SmimeType, SmimeValidation};
+    match (validation, generation) {
+        (None, None) => Ok(None),
+        (Some(v), g) => Ok(Some(SmimeType {
+            validation: SmimeValidation::parse(v).ok_or_else(|| corrupt("S/MIME type", v))?,
+            generation: match g {
+                Some(g) => {
+                    SmimeGeneration::parse(g).ok_or_else(|| corrupt("S/MIME generation", g))?
+                }
+                None => SmimeGeneration::Multipurpose,
+            },
+        })),
+        (None, Some(g)) => Err(corrupt("S/MIME generation without a type", g)),
+    }
+}
+
 fn certificate_from(m: certificate::Model) -> Result<CertificateRecord> {
+    let revocation = match (m.revoked_at, &m.revocation_reason) {
+        (Some(at), Some(r)) => Some(crate::domain::Revocation {
+            at,
+            reason: crate::domain::RevocationReason::parse(r)
+                .ok_or_else(|| corrupt("revocation reason", r))?,
+            by: m.revoked_by.clone().unwrap_or_default(),
+        }),
+        _ => None,
+    };
     Ok(CertificateRecord {
+        revocation,
         id: m.id,
         order_id: m.order_id,
         status: CertStatus::parse(&m.status)

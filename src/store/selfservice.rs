@@ -44,6 +44,10 @@ pub struct OutboxItem {
     pub recipient: String,
     pub email_token_id: Option<Id>,
     pub attempts: u32,
+    /// Notices about an order or a certificate name it (lifecycle.rs).
+    pub order_id: Option<Id>,
+    pub certificate_id: Option<Id>,
+    pub dedupe_key: Option<String>,
 }
 
 /// Why a link could not be used.
@@ -164,27 +168,6 @@ impl Store {
             .exec(&self.db)
             .await?;
         Ok(r.rows_affected == 1)
-    }
-
-    /// Records an order that waits for an administrator's approval (no serial, no key).
-    pub async fn record_pending_order(
-        &self,
-        intent: &super::SigningIntent,
-        audit: &super::AuditEntry,
-        now: UnixTime,
-    ) -> Result<Id> {
-        let txn = self.db.begin().await?;
-        let order = super::new_order(
-            intent,
-            crate::domain::OrderStatus::PendingApproval,
-            None,
-            now,
-        )
-        .insert(&txn)
-        .await?;
-        super::insert_audit(&txn, audit, &format!("order {}", order.id), now).await?;
-        txn.commit().await?;
-        Ok(order.id)
     }
 
     /// The link with this hash at this endpoint, used or not; nothing changes.
@@ -374,7 +357,7 @@ impl Store {
             "UPDATE outbox SET locked_until = $1 WHERE id IN (SELECT id FROM outbox \
              WHERE sent_at IS NULL AND next_attempt_at <= $2 \
              AND (locked_until IS NULL OR locked_until < $3) ORDER BY id LIMIT $4{lock}) \
-             RETURNING id, kind, recipient, email_token_id, attempts"
+             RETURNING id, kind, recipient, email_token_id, attempts, order_id, certificate_id, dedupe_key"
         );
         let rows = self
             .db
@@ -398,6 +381,9 @@ impl Store {
                 recipient: r.try_get("", "recipient")?,
                 email_token_id: r.try_get("", "email_token_id")?,
                 attempts: attempts.max(0) as u32,
+                order_id: r.try_get("", "order_id")?,
+                certificate_id: r.try_get("", "certificate_id")?,
+                dedupe_key: r.try_get("", "dedupe_key")?,
             });
         }
         out.sort_by_key(|i| i.id);
@@ -479,12 +465,25 @@ impl Store {
             .exec(&self.db)
             .await?
             .rows_affected;
+        // Notices sent at most once keep their row (the dedupe key) while their certificate
+        // is unexpired, or an expiry reminder would be queued again.
         n += outbox::Entity::delete_many()
             .filter(outbox::Column::SentAt.lt(cutoff))
+            .filter(outbox::Column::DedupeKey.is_null())
             .exec(&self.db)
             .await?
             .rows_affected;
         let backend = self.db.get_database_backend();
+        n += self
+            .db
+            .execute(Statement::from_sql_and_values(
+                backend,
+                "DELETE FROM outbox WHERE dedupe_key IS NOT NULL AND sent_at < $1 AND \
+                 certificate_id IN (SELECT id FROM certificate WHERE not_after < $2)",
+                [cutoff.into(), now.into()],
+            ))
+            .await?
+            .rows_affected();
         n += self
             .db
             .execute(Statement::from_sql_and_values(

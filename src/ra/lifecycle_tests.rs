@@ -1,0 +1,1 @@
+//! RA tests of the certificate lifecycle (approval, revocation).
