@@ -58,6 +58,31 @@ pub enum Command {
     /// Issued certificates
     #[command(subcommand)]
     Cert(CertCmd),
+    /// Certificate orders: list, approve, reject
+    #[command(subcommand)]
+    Order(OrderCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrderCmd {
+    /// List orders: id, status, account, profile, requester, decision
+    List {
+        /// Only orders waiting for approval
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Approve an order waiting for approval (a client CSR is signed at once)
+    Approve {
+        id: Id,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reject an order waiting for approval; the requester is told the reason
+    Reject {
+        id: Id,
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +95,9 @@ pub struct ServeArgs {
     pub listen: Option<String>,
 }
 
+/// The plain-HTTP listener `serve --demo` opens when none is configured.
+pub const DEMO_HTTP_LISTEN: &str = "127.0.0.1:8080";
+
 #[derive(Debug, Subcommand)]
 pub enum OrgCmd {
     /// Create an organisation with one or more verified domains
@@ -79,6 +107,9 @@ pub enum OrgCmd {
         #[arg(long = "domain", required = true)]
         domains: Vec<String>,
     },
+    /// Set the organisation's organizationIdentifier (S/MIME BR §7.1.4.2.2, e.g.
+    /// NTRDE-HRB12345 or LEIXG-…), required by organization- and sponsor-validated profiles
+    SetIdentifier { name: String, identifier: String },
     /// Add a verified domain to an organisation
     AddDomain {
         name: String,
@@ -162,6 +193,13 @@ pub enum ProfileCmd {
         /// Certificates wait for an administrator's approval
         #[arg(long)]
         requires_approval: bool,
+        /// Person profiles: the S/MIME BR type (mailbox, organization, sponsor, individual);
+        /// certificates then carry its CA/Browser Forum policy OID
+        #[arg(long)]
+        smime_type: Option<String>,
+        /// S/MIME BR generation: multipurpose (with clientAuth) or strict (without)
+        #[arg(long, default_value = "multipurpose")]
+        smime_generation: String,
     },
     /// List profiles
     List,
@@ -242,6 +280,21 @@ pub enum AccountCmd {
 pub enum CertCmd {
     /// List issued certificates: serial, subject, validity, status
     List,
+    /// Revoke a certificate by serial, or every valid certificate of a person or an account
+    Revoke {
+        /// Serial number (hex)
+        serial: Option<String>,
+        /// Revoke every valid certificate of this person (email)
+        #[arg(long, conflicts_with_all = ["serial", "account"])]
+        person: Option<String>,
+        /// Revoke every valid certificate issued on this account (EST label or name)
+        #[arg(long, conflicts_with_all = ["serial", "person"])]
+        account: Option<String>,
+        /// unspecified, keyCompromise, affiliationChanged, superseded,
+        /// cessationOfOperation, certificateHold, privilegeWithdrawn
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
     /// Issue a certificate with a server-generated key and write it as a PKCS#12 file
     Issue {
         /// EST label of the account to issue on
@@ -273,10 +326,17 @@ fn err(e: impl std::fmt::Display) -> CliError {
     CliError(e.to_string())
 }
 
-pub fn load_config(cli: &Cli, listen: Option<String>) -> Result<Config, CliError> {
+/// `http_listen` is a default that the file and the environment override (`serve --demo`
+/// turns the plain-HTTP listener on unless it is configured).
+pub fn load_config(
+    cli: &Cli,
+    listen: Option<String>,
+    http_listen: Option<String>,
+) -> Result<Config, CliError> {
     let overrides = Overrides {
         data_dir: cli.data_dir.clone(),
         listen,
+        http_listen,
     };
     Config::load(cli.config.as_deref(), |k| std::env::var(k).ok(), &overrides).map_err(err)
 }
@@ -285,6 +345,13 @@ pub fn load_config(cli: &Cli, listen: Option<String>) -> Result<Config, CliError
 pub async fn admin(cli: &Cli, config: &Config) -> Result<(), CliError> {
     crate::app::prepare_files(config, SystemClock.now()).map_err(err)?;
     let store = crate::app::open_store(config).await.map_err(err)?;
+    match &cli.command {
+        Command::Order(c) => return order(&ra_for(config, store)?, c).await,
+        Command::Cert(c @ CertCmd::Revoke { .. }) => {
+            return revoke(&ra_for(config, store)?, c).await
+        }
+        _ => {}
+    }
     if let Command::Cert(CertCmd::Issue {
         account,
         subject,
@@ -294,8 +361,7 @@ pub async fn admin(cli: &Cli, config: &Config) -> Result<(), CliError> {
         p12_encryption,
     }) = &cli.command
     {
-        let ca = crate::ca::Ca::load(&config.ca_chain, &config.ca_key).map_err(err)?;
-        let ra = crate::ra::Ra::new(store, std::sync::Arc::new(ca), Arc::new(SystemClock));
+        let ra = ra_for(config, store)?;
         return issue_p12(
             &ra,
             account,
@@ -313,6 +379,120 @@ pub async fn admin(cli: &Cli, config: &Config) -> Result<(), CliError> {
         actor: Actor::cli(),
     };
     admin.run(&cli.command).await
+}
+
+/// The RA, for the commands that sign or decide (the same verbs the server calls). It
+/// publishes nothing itself: the running server sees a revocation in the database and
+/// publishes a new CRL and OCSP response within seconds.
+fn ra_for(config: &Config, store: Store) -> Result<crate::ra::Ra, CliError> {
+    let ca = crate::ca::Ca::load(&config.ca_chain, &config.ca_key).map_err(err)?;
+    Ok(
+        crate::ra::Ra::new(store, std::sync::Arc::new(ca), Arc::new(SystemClock))
+            .with_approvers(config.approver_emails.clone()),
+    )
+}
+
+async fn order(ra: &crate::ra::Ra, c: &OrderCmd) -> Result<(), CliError> {
+    match c {
+        OrderCmd::List { pending } => {
+            println!(
+                "{:<6} {:<17} {:<20} {:<16} {:<16} {:<30} DECISION",
+                "ID", "STATUS", "CREATED", "ACCOUNT", "PROFILE", "REQUESTER"
+            );
+            for v in ra.orders(*pending).await.map_err(err)? {
+                let decision = match &v.order.decision {
+                    Some(d) => format!(
+                        "{} at {}{}",
+                        d.by,
+                        fmt_time(d.at),
+                        d.reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    ),
+                    None => "-".into(),
+                };
+                println!(
+                    "{:<6} {:<17} {:<20} {:<16} {:<16} {:<30} {}{}",
+                    v.order.id,
+                    v.order.status,
+                    fmt_time(v.order.created_at),
+                    v.account,
+                    v.profile,
+                    v.order.requester,
+                    decision,
+                    v.serial.map(|s| format!(" serial {s}")).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        OrderCmd::Approve { id, reason } => {
+            let o = ra
+                .approve(*id, Actor::cli(), reason.clone())
+                .await
+                .map_err(err)?;
+            println!("order {} approved: now {}", o.id, o.status);
+            Ok(())
+        }
+        OrderCmd::Reject { id, reason } => {
+            let o = ra
+                .reject(*id, Actor::cli(), reason.clone())
+                .await
+                .map_err(err)?;
+            println!("order {} rejected", o.id);
+            Ok(())
+        }
+    }
+}
+
+async fn revoke(ra: &crate::ra::Ra, c: &CertCmd) -> Result<(), CliError> {
+    let CertCmd::Revoke {
+        serial,
+        person,
+        account,
+        reason,
+    } = c
+    else {
+        return Err(CliError("not a revoke command".into()));
+    };
+    let reason = crate::domain::RevocationReason::parse(reason).ok_or_else(|| {
+        CliError(format!(
+            "unknown reason {reason:?}: one of {}",
+            crate::domain::RevocationReason::ALL
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let serials = match (serial, person, account) {
+        (Some(s), None, None) => vec![
+            ra.revoke_serial(s, reason, Actor::cli())
+                .await
+                .map_err(err)?
+                .serial,
+        ],
+        (None, Some(p), None) => ra
+            .revoke_person(p, reason, Actor::cli())
+            .await
+            .map_err(err)?,
+        (None, None, Some(a)) => ra
+            .revoke_account(a, reason, Actor::cli())
+            .await
+            .map_err(err)?,
+        _ => {
+            return Err(CliError(
+                "name one certificate SERIAL, or --person EMAIL, or --account LABEL".into(),
+            ))
+        }
+    };
+    for s in &serials {
+        println!("revoked {s} ({reason})");
+    }
+    if serials.is_empty() {
+        println!("no valid certificate to revoke");
+    }
+    Ok(())
 }
 
 /// `cert issue`: checks everything that can be refused (account, key type, password,
@@ -481,8 +661,8 @@ impl Admin {
             Command::Endpoint(c) => self.endpoint(c).await,
             Command::Account(c) => self.account(c).await,
             Command::Cert(CertCmd::List) => self.certs().await,
-            Command::Cert(CertCmd::Issue { .. }) => {
-                Err(CliError("cert issue runs through the RA".into()))
+            Command::Cert(CertCmd::Issue { .. } | CertCmd::Revoke { .. }) | Command::Order(_) => {
+                Err(CliError("this command runs through the RA".into()))
             }
         }
     }
@@ -510,6 +690,28 @@ impl Admin {
                     org.name,
                     org.domains.join(",")
                 );
+            }
+            OrgCmd::SetIdentifier { name, identifier } => {
+                if !crate::domain::is_organization_identifier(identifier) {
+                    return Err(CliError(format!(
+                        "{identifier:?} is not an organizationIdentifier: a registration \
+                         scheme (VAT, NTR, PSD, LEI, GOV or INT), a two-letter country (XG for \
+                         LEI and INT), an optional +state, a hyphen and the reference, e.g. \
+                         NTRDE-HRB12345"
+                    )));
+                }
+                let org = self.store.organisation_by_name(name).await.map_err(err)?;
+                self.store
+                    .set_organization_identifier(org.id, identifier)
+                    .await
+                    .map_err(err)?;
+                self.audit(
+                    "org.set-identifier",
+                    format!("organisation {}", org.id),
+                    identifier.clone(),
+                )
+                .await?;
+                println!("{:?} now has organizationIdentifier {identifier}", org.name);
             }
             OrgCmd::AddDomain { name, domain } => {
                 check_domain(domain)?;
@@ -680,7 +882,38 @@ impl Admin {
                 terms,
                 default_term,
                 requires_approval,
+                smime_type,
+                smime_generation,
             } => {
+                let smime = match smime_type {
+                    None => None,
+                    Some(t) => Some(crate::domain::SmimeType {
+                        validation: crate::domain::SmimeValidation::parse(t).ok_or_else(|| {
+                            CliError(format!(
+                                "--smime-type must be mailbox, organization, sponsor or individual, not {t:?}"
+                            ))
+                        })?,
+                        generation: crate::domain::SmimeGeneration::parse(smime_generation)
+                            .ok_or_else(|| {
+                                CliError(format!(
+                                    "--smime-generation must be multipurpose or strict, not {smime_generation:?}"
+                                ))
+                            })?,
+                    }),
+                };
+                if let Some(t) = smime {
+                    if subject != "person" {
+                        return Err(CliError("--smime-type is for person profiles".into()));
+                    }
+                    if let Some(long) = terms.iter().find(|y| **y > t.max_term_years()) {
+                        return Err(CliError(format!(
+                            "a term of {long} years is longer than S/MIME {} certificates may \
+                             last (825 days): use --terms up to {}",
+                            t.generation,
+                            t.max_term_years()
+                        )));
+                    }
+                }
                 let subject_source = SubjectSource::parse(subject).ok_or_else(|| {
                     CliError(format!(
                         "--subject must be person or device, not {subject:?}"
@@ -716,7 +949,7 @@ impl Admin {
                         terms_years: terms.clone(),
                         default_term_years: default_term,
                         requires_approval: *requires_approval,
-                        smime: None,
+                        smime,
                     })
                     .await
                     .map_err(err)?;
@@ -959,13 +1192,19 @@ impl Admin {
             "SERIAL", "NOT BEFORE", "NOT AFTER", "STATUS"
         );
         for c in self.store.certificates().await.map_err(err)? {
+            let revoked = c
+                .revocation
+                .as_ref()
+                .map(|r| format!("  [revoked {} ({}) by {}]", fmt_time(r.at), r.reason, r.by))
+                .unwrap_or_default();
             println!(
-                "{:<34} {:<20} {:<20} {:<8} {}",
+                "{:<34} {:<20} {:<20} {:<8} {}{}",
                 c.serial,
                 fmt_time(c.not_before),
                 fmt_time(c.not_after),
                 c.status,
-                c.subject
+                c.subject,
+                revoked
             );
         }
         Ok(())

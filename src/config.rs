@@ -48,6 +48,10 @@ struct RawConfig {
     mail_from: Option<String>,
     #[serde(default, deserialize_with = "text_or_number")]
     email_link_ttl_minutes: Option<String>,
+    http_listen: Option<String>,
+    http_public_url: Option<String>,
+    approver_emails: Option<String>,
+    expiry_reminder_days: Option<String>,
 }
 
 /// Numbers may be written as TOML integers or, like every value from the environment, as
@@ -84,6 +88,10 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("smtp_ca", "ESTGATE_SMTP_CA", "PEM CA certificates to trust for the relay besides the system's"),
     ("mail_from", "ESTGATE_MAIL_FROM", "From: of emails (default estgate <estgate@localhost>)"),
     ("email_link_ttl_minutes", "ESTGATE_EMAIL_LINK_TTL_MINUTES", "how long an emailed link is valid, 5..1440 (default 60)"),
+    ("http_listen", "ESTGATE_HTTP_LISTEN", "address:port of the plain-HTTP listener for the CRL, the CA certificate and OCSP (default: off)"),
+    ("http_public_url", "ESTGATE_HTTP_PUBLIC_URL", "http:// base URL of that listener as relying parties reach it; certificates carry {base}/crl, {base}/ocsp, {base}/ca.cer (default http://<http_listen>)"),
+    ("approver_emails", "ESTGATE_APPROVER_EMAILS", "comma-separated addresses told that a request waits for approval (default: none)"),
+    ("expiry_reminder_days", "ESTGATE_EXPIRY_REMINDER_DAYS", "comma-separated days before notAfter to remind the person (default 30,7,1; empty: none)"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +117,13 @@ pub struct Config {
     pub dev_tls: bool,
     pub trust_anchor: PathBuf,
     pub mail: MailConfig,
+    /// The plain-HTTP listener (CRL, caIssuers, OCSP), when configured.
+    pub http_listen: Option<SocketAddr>,
+    /// Its public base URL, without a trailing slash.
+    pub http_public_url: Option<String>,
+    pub approver_emails: Vec<crate::domain::EmailAddress>,
+    /// Days before notAfter at which a reminder is mailed, largest first.
+    pub expiry_reminder_days: Vec<u32>,
 }
 
 /// Command-line values; they win over the file and the environment.
@@ -116,6 +131,7 @@ pub struct Config {
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<String>,
+    pub http_listen: Option<String>,
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -145,7 +161,14 @@ impl Config {
             }
             None => RawConfig::default(),
         };
-        let fields: [(&str, &mut Option<String>); 17] = [
+        let fields: [(&str, &mut Option<String>); 21] = [
+            ("ESTGATE_HTTP_LISTEN", &mut raw.http_listen),
+            ("ESTGATE_HTTP_PUBLIC_URL", &mut raw.http_public_url),
+            ("ESTGATE_APPROVER_EMAILS", &mut raw.approver_emails),
+            (
+                "ESTGATE_EXPIRY_REMINDER_DAYS",
+                &mut raw.expiry_reminder_days,
+            ),
             ("ESTGATE_LISTEN", &mut raw.listen),
             ("ESTGATE_PUBLIC_URL", &mut raw.public_url),
             ("ESTGATE_DATA_DIR", &mut raw.data_dir),
@@ -177,6 +200,9 @@ impl Config {
         }
         if let Some(l) = &overrides.listen {
             raw.listen = Some(l.clone());
+        }
+        if let (Some(l), None) = (&overrides.http_listen, &raw.http_listen) {
+            raw.http_listen = Some(l.clone());
         }
         Config::validate(raw)
     }
@@ -244,6 +270,55 @@ impl Config {
             (None, Some(_)) => return Err(invalid("tls_cert", "required when tls_key is set")),
         };
         let trust_anchor = files.trust_anchor.clone();
+        let http_listen: Option<SocketAddr> = match raw.http_listen.as_deref() {
+            None | Some("") => None,
+            Some(a) => Some(
+                a.parse()
+                    .map_err(|e| invalid("http_listen", format!("not an address:port ({e})")))?,
+            ),
+        };
+        let http_public_url = match (raw.http_public_url, http_listen) {
+            (Some(u), _) => {
+                // Relying parties fetch CRLs and OCSP over plain HTTP (RFC 5280 §4.2.1.13,
+                // RFC 6960 appendix A); an https URL would loop through the chain it checks.
+                if !u.starts_with("http://") || u.len() <= "http://".len() {
+                    return Err(invalid("http_public_url", "must be an http:// URL"));
+                }
+                Some(u.trim_end_matches('/').to_string())
+            }
+            (None, Some(a)) => Some(format!("http://{a}")),
+            (None, None) => None,
+        };
+        let approver_emails = raw
+            .approver_emails
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                crate::domain::EmailAddress::parse(s).ok_or_else(|| {
+                    invalid("approver_emails", format!("{s:?} is not an email address"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut expiry_reminder_days = raw
+            .expiry_reminder_days
+            .as_deref()
+            .unwrap_or("30,7,1")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| match s.parse::<u32>() {
+                Ok(d) if (1..=365).contains(&d) => Ok(d),
+                _ => Err(invalid(
+                    "expiry_reminder_days",
+                    format!("{s:?} is not a day count from 1 to 365"),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        expiry_reminder_days.sort_unstable_by(|a, b| b.cmp(a));
+        expiry_reminder_days.dedup();
         let mail = mail_config(
             MailKeys {
                 smtp_host: raw.smtp_host,
@@ -271,6 +346,10 @@ impl Config {
             dev_tls,
             trust_anchor,
             mail,
+            http_listen,
+            http_public_url,
+            approver_emails,
+            expiry_reminder_days,
         })
     }
 }

@@ -25,7 +25,12 @@ fn init_logging(config: &Config) {
 }
 
 async fn serve(cli: &Cli, args: &cli::ServeArgs) -> Result<(), String> {
-    let config = cli::load_config(cli, args.listen.clone()).map_err(|e| e.to_string())?;
+    let config = cli::load_config(
+        cli,
+        args.listen.clone(),
+        args.demo.then(|| cli::DEMO_HTTP_LISTEN.to_string()),
+    )
+    .map_err(|e| e.to_string())?;
     init_logging(&config);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let demo = if args.demo {
@@ -66,7 +71,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Serve(args) => serve(&cli, args).await,
-        _ => match cli::load_config(&cli, None) {
+        _ => match cli::load_config(&cli, None, None) {
             Ok(config) => cli::admin(&cli, &config).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         },

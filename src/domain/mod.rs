@@ -212,6 +212,35 @@ impl RevocationReason {
     ];
 }
 
+/// S/MIME BR §7.1.4.2.2 (d) organizationIdentifier: a registration scheme, a country (XG
+/// for the global LEI and INT schemes), an optional `+` subdivision, `-`, the reference.
+pub fn is_organization_identifier(s: &str) -> bool {
+    let (Some(scheme), Some(rest)) = (s.get(..3), s.get(3..)) else {
+        return false;
+    };
+    if !["VAT", "NTR", "PSD", "LEI", "GOV", "INT"].contains(&scheme) {
+        return false;
+    }
+    let Some((place, reference)) = rest.split_once('-') else {
+        return false;
+    };
+    let (country, state) = match place.split_once('+') {
+        Some((c, st)) => (c, Some(st)),
+        None => (place, None),
+    };
+    let upper = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    };
+    country.len() == 2
+        && country.bytes().all(|b| b.is_ascii_uppercase())
+        && ((scheme != "LEI" && scheme != "INT") || country == "XG")
+        && state.is_none_or(|st| st.len() <= 3 && upper(st))
+        && !reference.is_empty()
+        && reference.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+}
+
 /// What a person profile's certificates claim under the S/MIME BR (its policy OID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SmimeType {

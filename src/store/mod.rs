@@ -234,6 +234,22 @@ impl Store {
         self.organisation(org.id).await
     }
 
+    pub async fn set_organization_identifier(
+        &self,
+        organisation_id: Id,
+        value: &str,
+    ) -> Result<()> {
+        organisation::Entity::update_many()
+            .col_expr(
+                organisation::Column::OrganizationIdentifier,
+                Expr::value(value),
+            )
+            .filter(organisation::Column::Id.eq(organisation_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     pub async fn add_domain(&self, organisation_id: Id, name: &str) -> Result<()> {
         domain::ActiveModel {
             organisation_id: Set(organisation_id),
