@@ -324,6 +324,49 @@ impl Ra {
         Ok(EmailAddress::parse(&order.requester))
     }
 
+    // ---- expiry reminders ---------------------------------------------------------------
+
+    /// Queues a reminder for each valid certificate of a person whose notAfter is within one
+    /// of `days` (largest first): one per certificate and threshold, ever — the outbox's
+    /// unique dedupe key decides between processes. A certificate first seen inside several
+    /// thresholds gets only the nearest one. Returns how many were queued.
+    pub async fn queue_expiry_reminders(&self, days: &[u32]) -> Result<u64, Error> {
+        let now = self.clock.now();
+        let Some(widest) = days.iter().max() else {
+            return Ok(0);
+        };
+        let mut queued = 0;
+        for cert in self
+            .store
+            .expiring(now, now + i64::from(*widest) * 86_400)
+            .await?
+        {
+            let left = cert.not_after - now;
+            let Some(threshold) = days
+                .iter()
+                .filter(|d| i64::from(**d) * 86_400 >= left)
+                .min()
+            else {
+                continue;
+            };
+            let order = self.store.order(cert.order_id).await?;
+            let Some(to) = self.requester_email(&order).await? else {
+                continue;
+            };
+            let notice = Notice {
+                kind: NoticeKind::ExpiryReminder,
+                recipient: to.to_string(),
+                order_id: Some(order.id),
+                certificate_id: Some(cert.id),
+                dedupe_key: Some(format!("expiry:{}:{threshold}", cert.id)),
+            };
+            if self.store.queue_notice_once(&notice, now).await? {
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
     // ---- revocation ---------------------------------------------------------------------
 
     /// An administrator revokes one certificate by serial (hex, any case).

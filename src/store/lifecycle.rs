@@ -361,6 +361,19 @@ impl Store {
             .collect()
     }
 
+    /// Certificates revoked at or after `since` (by any process), oldest first.
+    pub async fn revoked_since(&self, since: UnixTime) -> Result<Vec<CertificateRecord>> {
+        certificate::Entity::find()
+            .filter(certificate::Column::Status.eq(CertStatus::Revoked.as_str()))
+            .filter(certificate::Column::RevokedAt.gte(since))
+            .order_by_asc(certificate::Column::RevokedAt)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(certificate_from)
+            .collect()
+    }
+
     /// Valid certificates whose notAfter falls in `(from, until]`, oldest expiry first.
     pub async fn expiring(
         &self,
