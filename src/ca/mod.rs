@@ -1,19 +1,21 @@
 //! Signing only: turns an `IssuancePlan` and a verified public key into a certificate.
 //! No database, no HTTP, no credentials. Also makes the development PKI for `serve`.
 
+pub mod crl;
 pub mod dev;
 pub mod keys;
+mod leaf;
+pub mod ocsp;
 pub mod pkcs12;
+#[cfg(test)]
+mod test_pki;
 
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
-    KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, SubjectPublicKeyInfo,
-};
+use rcgen::{Issuer, KeyIdMethod, KeyPair, PublicKeyData, SubjectPublicKeyInfo};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
-use crate::domain::{KeyType, UnixTime};
+use crate::domain::{KeyType, SmimeType, UnixTime};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -28,8 +30,20 @@ pub enum CaError {
     PublicKey(String),
     #[error("signing failed: {0}")]
     Sign(String),
+    /// The plan asks for a certificate its profile cannot express (e.g. an S/MIME
+    /// sponsor-validated certificate without an organizationIdentifier).
+    #[error("certificate profile: {0}")]
+    Profile(String),
+    #[error("DER encoding: {0}")]
+    Encoding(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<der::Error> for CaError {
+    fn from(e: der::Error) -> Self {
+        CaError::Encoding(e.to_string())
+    }
 }
 
 /// What the subject of a certificate says. Built by the RA from the profile and person
@@ -41,6 +55,9 @@ pub struct Subject {
     pub surname: Option<String>,
     pub organisation: Option<String>,
     pub organisational_unit: Option<String>,
+    /// X.520 organizationIdentifier (2.5.4.97), e.g. `NTRGB-12345678` or `VATDE-123456789`:
+    /// scheme, country, `-`, registration reference (S/MIME BR §7.1.4.2.2 (d)).
+    pub organization_identifier: Option<String>,
 }
 
 impl Subject {
@@ -52,6 +69,7 @@ impl Subject {
             ("SN", &self.surname),
             ("O", &self.organisation),
             ("OU", &self.organisational_unit),
+            ("organizationIdentifier", &self.organization_identifier),
         ];
         for (k, v) in opt {
             if let Some(v) = v {
@@ -81,12 +99,47 @@ pub struct IssuancePlan {
     pub dns_names: Vec<String>,
     pub usage: Usage,
     pub key: KeyType,
+    /// `Some` for person certificates under the CA/B Forum S/MIME BR: the policy OID, the
+    /// EKU and the subject attributes follow the validation type and generation.
+    pub smime: Option<SmimeType>,
+}
+
+/// Where relying parties fetch revocation data and the issuing CA certificate, written into
+/// every leaf (RFC 5280 §4.2.1.13 CRL distribution point, §4.2.2.1 authority information
+/// access). Plain `http:` URLs: RFC 5280 §8 and the S/MIME BR expect them, and the fetch must
+/// not depend on a TLS certificate that may itself be checked against them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicationUrls {
+    pub crl: String,
+    pub ocsp: String,
+    pub ca_issuers: String,
+}
+
+impl PublicationUrls {
+    /// `{base}/crl`, `{base}/ocsp` and `{base}/ca.cer`; trailing slashes of `http_base` are
+    /// dropped so a configured `http://host/` does not yield `//crl`.
+    pub fn from_base(http_base: &str) -> PublicationUrls {
+        let base = http_base.trim_end_matches('/');
+        PublicationUrls {
+            crl: format!("{base}/crl"),
+            ocsp: format!("{base}/ocsp"),
+            ca_issuers: format!("{base}/ca.cer"),
+        }
+    }
 }
 
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     /// Issuing CA first, then up to the root.
     chain: Vec<Vec<u8>>,
+    publication: Option<PublicationUrls>,
+    /// The issuing CA's subjectKeyIdentifier, so the AKI of CRLs matches it (rcgen would
+    /// otherwise derive a fresh identifier that need not equal the one in the certificate).
+    key_id: KeyIdMethod,
+    /// What OCSP CertIDs hash (RFC 6960 §4.1.1): the issuing CA's subject as encoded in its
+    /// certificate, and the value of its subjectPublicKey BIT STRING.
+    issuer_name_der: Vec<u8>,
+    issuer_key_bits: Vec<u8>,
 }
 
 impl Ca {
@@ -104,9 +157,30 @@ impl Ca {
         if cert.public_key().raw != key.subject_public_key_info().as_slice() {
             return Err(CaError::KeyMismatch);
         }
+        let key_id = cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => {
+                    Some(KeyIdMethod::PreSpecified(id.0.to_vec()))
+                }
+                _ => None,
+            })
+            // RFC 5280 §4.2.1.2 makes the SKI a MUST for CA certificates; for one without,
+            // the RFC 7093 method rcgen also uses for the leaves' AKI keeps them consistent.
+            .unwrap_or(KeyIdMethod::Sha256);
+        let issuer_name_der = cert.tbs_certificate.subject.as_raw().to_vec();
+        let issuer_key_bits = cert.public_key().subject_public_key.data.to_vec();
         let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(first.as_slice()), key)
             .map_err(|e| CaError::Chain(e.to_string()))?;
-        Ok(Ca { issuer, chain })
+        Ok(Ca {
+            issuer,
+            chain,
+            publication: None,
+            key_id,
+            issuer_name_der,
+            issuer_key_bits,
+        })
     }
 
     pub fn load(chain_path: &std::path::Path, key_path: &std::path::Path) -> Result<Ca, CaError> {
@@ -120,10 +194,21 @@ impl Ca {
         &self.chain
     }
 
+    /// From now on every leaf names these URLs for its CRL, OCSP and caIssuers.
+    pub fn with_publication(mut self, urls: PublicationUrls) -> Ca {
+        self.publication = Some(urls);
+        self
+    }
+
+    pub fn publication(&self) -> Option<&PublicationUrls> {
+        self.publication.as_ref()
+    }
+
     pub fn sign(&self, plan: &IssuancePlan, spki_der: &[u8]) -> Result<Vec<u8>, CaError> {
         let public_key = SubjectPublicKeyInfo::from_der(spki_der)
             .map_err(|e| CaError::PublicKey(e.to_string()))?;
-        let params = leaf_params(plan)?;
+        let mut params = leaf::params(plan, self.publication.as_ref())?;
+        params.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(spki_der)?);
         let cert = params
             .signed_by(&public_key, &self.issuer)
             .map_err(|e| CaError::Sign(e.to_string()))?;
@@ -131,65 +216,15 @@ impl Ca {
     }
 }
 
-fn leaf_params(plan: &IssuancePlan) -> Result<CertificateParams, CaError> {
-    let mut p = CertificateParams::default();
-    p.serial_number = Some(SerialNumber::from_slice(&plan.serial));
-    p.not_before = to_time(plan.not_before)?;
-    p.not_after = to_time(plan.not_after)?;
-    p.distinguished_name = distinguished_name(&plan.subject);
-    p.use_authority_key_identifier_extension = true;
-    // ExplicitNoCa writes basicConstraints CA:FALSE and, with it, rcgen's subjectKeyIdentifier.
-    p.is_ca = rcgen::IsCa::ExplicitNoCa;
-    for e in &plan.emails {
-        p.subject_alt_names.push(SanType::Rfc822Name(
-            e.clone()
-                .try_into()
-                .map_err(|_| CaError::Sign(format!("bad email {e}")))?,
-        ));
-    }
-    for d in &plan.dns_names {
-        p.subject_alt_names.push(SanType::DnsName(
-            d.clone()
-                .try_into()
-                .map_err(|_| CaError::Sign(format!("bad DNS name {d}")))?,
-        ));
-    }
-    // RFC 5280 §4.2.1.3 / RFC 8550: RSA keys encrypt the content-encryption key, EC keys
-    // agree on it, so the second bit differs by key type.
-    let second = match plan.key {
-        KeyType::Rsa { .. } => KeyUsagePurpose::KeyEncipherment,
-        KeyType::EcP256 | KeyType::EcP384 => KeyUsagePurpose::KeyAgreement,
-    };
-    p.key_usages = match plan.usage {
-        Usage::Person => vec![KeyUsagePurpose::DigitalSignature, second],
-        Usage::Device => vec![KeyUsagePurpose::DigitalSignature],
-    };
-    p.extended_key_usages = match plan.usage {
-        Usage::Person => vec![
-            ExtendedKeyUsagePurpose::ClientAuth,
-            ExtendedKeyUsagePurpose::EmailProtection,
-        ],
-        Usage::Device => vec![ExtendedKeyUsagePurpose::ClientAuth],
-    };
-    Ok(p)
-}
-
-fn distinguished_name(s: &Subject) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, s.common_name.as_str());
-    if let Some(v) = &s.given_name {
-        dn.push(DnType::CustomDnType(vec![2, 5, 4, 42]), v.as_str());
-    }
-    if let Some(v) = &s.surname {
-        dn.push(DnType::CustomDnType(vec![2, 5, 4, 4]), v.as_str());
-    }
-    if let Some(v) = &s.organisation {
-        dn.push(DnType::OrganizationName, v.as_str());
-    }
-    if let Some(v) = &s.organisational_unit {
-        dn.push(DnType::OrganizationalUnitName, v.as_str());
-    }
-    dn
+/// RFC 7093 §2 method 1: the leftmost 160 bits of the SHA-256 of the subjectPublicKey bits.
+/// rcgen's own derivation hashes the whole SubjectPublicKeyInfo, which no verifier or linter
+/// recognises as a standard method.
+pub(crate) fn key_identifier(spki_der: &[u8]) -> Result<Vec<u8>, CaError> {
+    use x509_parser::prelude::FromDer as _;
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| CaError::PublicKey(e.to_string()))?;
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &spki.subject_public_key.data);
+    Ok(hash.as_ref().iter().take(20).copied().collect())
 }
 
 pub(crate) fn to_time(t: UnixTime) -> Result<OffsetDateTime, CaError> {

@@ -71,11 +71,13 @@ pub fn for_person(
             surname: non_empty(&person.last_name),
             organisation: Some(org.name.clone()),
             organisational_unit: department,
+            organization_identifier: None,
         },
         emails: vec![person.email.to_string()],
         dns_names: Vec::new(),
         usage: usage(profile),
         key: csr.key,
+        smime: None,
     })
 }
 
@@ -131,6 +133,7 @@ pub fn for_device(
         dns_names,
         usage: usage(profile),
         key: csr.key,
+        smime: None,
     })
 }
 
@@ -188,6 +191,7 @@ pub fn for_renewal(
         surname: attr(&oids::OID_X509_SURNAME),
         organisation: attr(&oids::OID_X509_ORGANIZATION_NAME),
         organisational_unit: attr(&oids::OID_X509_ORGANIZATIONAL_UNIT),
+        organization_identifier: None,
     };
     let (not_before, not_after) = validity(profile.default_term_years, now);
     Ok(IssuancePlan {
@@ -199,6 +203,7 @@ pub fn for_renewal(
         dns_names,
         usage: usage(profile),
         key: csr.key,
+        smime: None,
     })
 }
 
