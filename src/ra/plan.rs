@@ -6,7 +6,9 @@ use estgate_protocol::Csr;
 use x509_parser::prelude::*;
 
 use crate::ca::{add_years, new_serial, IssuancePlan, Subject, Usage};
-use crate::domain::{is_dns_name, Organisation, Person, Profile, SubjectSource, UnixTime};
+use crate::domain::{
+    is_dns_name, Organisation, Person, Profile, SmimeValidation, SubjectSource, UnixTime,
+};
 use crate::error::Error;
 
 /// The profile must allow the CSR's key type.
@@ -45,6 +47,34 @@ fn check_term(profile: &Profile, term_years: u32) -> Result<(), Error> {
     )))
 }
 
+/// S/MIME BR rules the profile's type brings: a term the generation allows, and the
+/// organisation's identifier for organization- and sponsor-validated certificates.
+fn check_smime(profile: &Profile, org: &Organisation, term_years: u32) -> Result<(), Error> {
+    let Some(t) = profile.smime else {
+        return Ok(());
+    };
+    if term_years > t.max_term_years() {
+        return Err(Error::forbidden(format!(
+            "S/MIME {} certificates last at most 825 days: choose a term of up to {} years",
+            t.generation,
+            t.max_term_years()
+        )));
+    }
+    let needs_id = matches!(
+        t.validation,
+        SmimeValidation::Organization | SmimeValidation::Sponsor
+    );
+    if needs_id && org.organization_identifier.is_none() {
+        return Err(Error::forbidden(format!(
+            "profile {:?} issues {}-validated S/MIME certificates, which name the \
+             organisation's registration, and {} has none on record yet: an administrator \
+             sets it with `estgate org set-identifier`",
+            profile.name, t.validation, org.name
+        )));
+    }
+    Ok(())
+}
+
 fn non_empty(s: &str) -> Option<String> {
     (!s.trim().is_empty()).then(|| s.trim().to_string())
 }
@@ -60,6 +90,7 @@ pub fn for_person(
 ) -> Result<IssuancePlan, Error> {
     check_key(profile, csr)?;
     check_term(profile, term_years)?;
+    check_smime(profile, org, term_years)?;
     let (not_before, not_after) = validity(term_years, now);
     Ok(IssuancePlan {
         serial: new_serial(),
@@ -71,13 +102,13 @@ pub fn for_person(
             surname: non_empty(&person.last_name),
             organisation: Some(org.name.clone()),
             organisational_unit: department,
-            organization_identifier: None,
+            organization_identifier: org.organization_identifier.clone(),
         },
         emails: vec![person.email.to_string()],
         dns_names: Vec::new(),
         usage: usage(profile),
         key: csr.key,
-        smime: None,
+        smime: profile.smime,
     })
 }
 
@@ -191,7 +222,12 @@ pub fn for_renewal(
         surname: attr(&oids::OID_X509_SURNAME),
         organisation: attr(&oids::OID_X509_ORGANIZATION_NAME),
         organisational_unit: attr(&oids::OID_X509_ORGANIZATIONAL_UNIT),
-        organization_identifier: None,
+        organization_identifier: old
+            .subject()
+            .iter_attributes()
+            .find(|a| a.attr_type().to_id_string() == "2.5.4.97")
+            .and_then(|a| a.as_str().ok())
+            .map(str::to_string),
     };
     let (not_before, not_after) = validity(profile.default_term_years, now);
     Ok(IssuancePlan {
@@ -203,7 +239,7 @@ pub fn for_renewal(
         dns_names,
         usage: usage(profile),
         key: csr.key,
-        smime: None,
+        smime: profile.smime,
     })
 }
 

@@ -131,6 +131,7 @@ async fn world() -> World {
         default_term_years: terms[0],
         terms_years: terms,
         requires_approval: approval,
+        smime: None,
     };
     let person = store
         .create_profile(profile(

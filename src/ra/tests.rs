@@ -98,6 +98,7 @@ async fn world() -> World {
             terms_years: vec![1, 2],
             default_term_years: 2,
             requires_approval: false,
+            smime: None,
         })
         .await
         .unwrap();
@@ -110,6 +111,7 @@ async fn world() -> World {
             terms_years: vec![1],
             default_term_years: 1,
             requires_approval: false,
+            smime: None,
         })
         .await
         .unwrap();
