@@ -10,6 +10,7 @@ use crate::ca::{Ca, CaError};
 use crate::config::Config;
 use crate::domain::Clock;
 use crate::mail::{MailError, Mailer, Worker};
+use crate::ra::publication::Publisher;
 use crate::ra::Ra;
 use crate::store::{Store, StoreError};
 use crate::web::{self, AppState, WebError};
@@ -30,6 +31,8 @@ pub enum AppError {
     Web(#[from] WebError),
     #[error("mail: {0}")]
     Mail(#[from] MailError),
+    #[error("publishing CRL and OCSP: {0}")]
+    Publish(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -85,6 +88,16 @@ fn publish_trust_anchor(config: &Config, ca: &Ca) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The CA as configured: with the public HTTP base URL, every certificate carries its CRL
+/// Distribution Point and Authority Information Access (OCSP, caIssuers).
+pub fn load_ca(config: &Config) -> Result<Ca, AppError> {
+    let ca = Ca::load(&config.ca_chain, &config.ca_key)?;
+    Ok(match &config.http_public_url {
+        Some(base) => ca.with_publication(crate::ca::PublicationUrls::from_base(base)),
+        None => ca,
+    })
+}
+
 pub async fn open_store(config: &Config) -> Result<Store, AppError> {
     Ok(Store::open(&config.database_url).await?)
 }
@@ -92,17 +105,27 @@ pub async fn open_store(config: &Config) -> Result<Store, AppError> {
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The plain-HTTP listener's address, when one is configured.
+    pub http_addr: Option<SocketAddr>,
     pub ra: Ra,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     mail_shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     mail_task: tokio::task::JoinHandle<()>,
     housekeeping: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    http_shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Running {
     pub async fn stop(mut self) {
         self.housekeeping.abort();
+        for t in &self.background {
+            t.abort();
+        }
+        if let Some(tx) = self.http_shutdown.take() {
+            let _ = tx.send(());
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -117,6 +140,12 @@ impl Running {
     pub async fn wait(mut self) {
         let _ = self.task.await;
         self.housekeeping.abort();
+        for t in &self.background {
+            t.abort();
+        }
+        if let Some(tx) = self.http_shutdown.take() {
+            let _ = tx.send(());
+        }
         if let Some(tx) = self.mail_shutdown.take() {
             let _ = tx.send(());
         }
@@ -126,12 +155,57 @@ impl Running {
 
 pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, AppError> {
     prepare_files(config, clock.now())?;
-    let ca = Arc::new(Ca::load(&config.ca_chain, &config.ca_key)?);
+    let ca = Arc::new(load_ca(config)?);
     publish_trust_anchor(config, &ca)?;
     let store = open_store(config).await?;
+    // Orders a crashed process left mid-signing (DESIGN.md issuance cycle): a minute is far
+    // longer than any signature takes.
+    let settled = store
+        .settle_interrupted(clock.now() - 60, clock.now())
+        .await?;
+    if settled > 0 {
+        tracing::warn!(
+            orders = settled,
+            "orders interrupted while signing marked failed"
+        );
+    }
     let mailer = Mailer::new(&config.mail.transport)?;
+    let publisher = Publisher::start(ca.clone(), store.clone(), clock.clone())
+        .await
+        .map_err(|e| AppError::Publish(e.to_string()))?;
     let ra = Ra::new(store.clone(), ca.clone(), clock.clone())
-        .with_email_link_ttl(config.mail.link_ttl_secs);
+        .with_email_link_ttl(config.mail.link_ttl_secs)
+        .with_approvers(config.approver_emails.clone())
+        .with_publisher(publisher.clone());
+    let mut background = vec![tokio::spawn(publisher.clone().run())];
+    background.push(tokio::spawn(reminders(
+        ra.clone(),
+        config.expiry_reminder_days.clone(),
+    )));
+    let (http_addr, http_shutdown) = match config.http_listen {
+        None => (None, None),
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| AppError::Listen { addr, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| AppError::Listen { addr, source })?;
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let app = web::http::router(publisher.clone());
+            background.push(tokio::spawn(async move {
+                let served = axum::serve(l, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!("HTTP listener: {e}");
+                }
+            }));
+            (Some(bound), Some(tx))
+        }
+    };
     let tls = web::tls_config(&config.tls_cert, &config.tls_key, ca.chain())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -156,13 +230,33 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
     }));
     Ok(Running {
         addr,
+        http_addr,
         ra,
+        background,
+        http_shutdown,
         shutdown: Some(tx),
         task,
         mail_shutdown: Some(mail_tx),
         mail_task,
         housekeeping,
     })
+}
+
+/// Every hour, queue the expiry reminders that are due (each at most once per certificate
+/// and threshold, whichever process gets there first).
+async fn reminders(ra: Ra, days: Vec<u32>) {
+    if days.is_empty() {
+        return;
+    }
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match ra.queue_expiry_reminders(&days).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reminders = n, "expiry reminders queued"),
+            Err(e) => tracing::warn!("expiry reminders: {e}"),
+        }
+    }
 }
 
 /// Every ten minutes, delete ended sessions, and links and sent messages older than a week

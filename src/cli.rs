@@ -385,7 +385,7 @@ pub async fn admin(cli: &Cli, config: &Config) -> Result<(), CliError> {
 /// publishes nothing itself: the running server sees a revocation in the database and
 /// publishes a new CRL and OCSP response within seconds.
 fn ra_for(config: &Config, store: Store) -> Result<crate::ra::Ra, CliError> {
-    let ca = crate::ca::Ca::load(&config.ca_chain, &config.ca_key).map_err(err)?;
+    let ca = crate::app::load_ca(config).map_err(err)?;
     Ok(
         crate::ra::Ra::new(store, std::sync::Arc::new(ca), Arc::new(SystemClock))
             .with_approvers(config.approver_emails.clone()),

@@ -52,6 +52,9 @@ async fn serve(cli: &Cli, args: &cli::ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     println!("estgate listening on https://{}", running.addr);
+    if let Some(http) = running.http_addr {
+        println!("CRL, CA certificate and OCSP on http://{http}/crl, /ca.cer, /ocsp");
+    }
     println!("trust anchor: {}", config.trust_anchor.display());
     println!("EST base: {}/.well-known/est/", config.public_url);
     if let Some(demo) = demo {

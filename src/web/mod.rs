@@ -3,6 +3,7 @@
 
 pub mod enroll;
 pub mod est;
+pub mod http;
 pub mod problem;
 
 use std::net::SocketAddr;
