@@ -12,6 +12,7 @@ fn config(dir: &std::path::Path, env: impl Fn(&str) -> Option<String>) -> Config
     let overrides = Overrides {
         data_dir: Some(dir.to_path_buf()),
         listen: Some("127.0.0.1:0".into()),
+        ..Overrides::default()
     };
     Config::load(None, env, &overrides).unwrap()
 }

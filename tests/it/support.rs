@@ -23,6 +23,8 @@ pub async fn start() -> Server {
     let overrides = Overrides {
         data_dir: Some(dir.path().join("data")),
         listen: Some("127.0.0.1:0".into()),
+        // The plain-HTTP listener (CRL, caIssuers, OCSP) on a free port.
+        http_listen: Some("127.0.0.1:0".into()),
     };
     let env = move |k: &str| (k == "ESTGATE_DATABASE_URL").then(|| db.clone());
     let config = Config::load(None, env, &overrides).unwrap();
@@ -44,6 +46,10 @@ pub async fn start() -> Server {
 impl Server {
     pub fn addr(&self) -> std::net::SocketAddr {
         self.running.as_ref().unwrap().addr
+    }
+
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.running.as_ref().unwrap().http_addr.unwrap()
     }
 
     pub fn roots_pem(&self) -> Vec<u8> {
