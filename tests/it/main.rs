@@ -9,6 +9,7 @@ mod enroll;
 mod est;
 mod mail;
 mod pkcs12;
+mod revocation;
 mod serverkeygen;
 mod smtp;
 mod support;
