@@ -1,5 +1,6 @@
-//! A minimal EST client: HTTP/1.1 written by hand over tokio-rustls, so tests see the exact
-//! wire (header-name case, Content-Length) and the load generator pays no framework cost.
+//! A minimal EST and OCSP client: HTTP/1.1 written by hand over tokio-rustls or plain TCP, so
+//! tests see the exact wire (header-name case, Content-Length) and the load generator pays no
+//! framework cost.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 use std::net::SocketAddr;
@@ -8,7 +9,9 @@ use std::sync::Arc;
 use base64::Engine;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -96,10 +99,30 @@ impl Response {
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// Whether Content-Type names `media_type`; parameters and case do not matter
+    /// (RFC 9110 section 8.3.1).
+    pub fn has_media_type(&self, media_type: &str) -> bool {
+        self.header("content-type")
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case(media_type))
+    }
+
+    /// Whether the server ends the connection after this response (RFC 9112 section 9.3):
+    /// `Connection: close`, or HTTP/1.0 without `keep-alive`.
+    pub fn closes_connection(&self) -> bool {
+        let has = |token: &str| {
+            self.header("connection")
+                .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        };
+        has("close") || (self.status_line.starts_with("HTTP/1.0") && !has("keep-alive"))
+    }
 }
 
-pub struct Connection {
-    stream: BufReader<TlsStream<TcpStream>>,
+/// One HTTP/1.1 connection: over TLS by default, over plain TCP for the listener that serves
+/// CRLs and OCSP (RFC 6960 Appendix A is plain HTTP; the responses are signed).
+pub struct Connection<S = TlsStream<TcpStream>> {
+    stream: BufReader<S>,
     host: String,
 }
 
@@ -118,7 +141,7 @@ impl Connection {
             .await?;
         Ok(Connection {
             stream: BufReader::new(tls),
-            host: format!("{server_name}:{}", addr.port()),
+            host: authority(server_name, addr.port()),
         })
     }
 
@@ -133,6 +156,25 @@ impl Connection {
             .1
             .alpn_protocol()
             .map(|p| p.to_vec())
+    }
+}
+
+impl Connection<TcpStream> {
+    /// `host` is what the Host header names.
+    pub async fn connect_plain(addr: SocketAddr, host: &str) -> Result<Self, Error> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        Ok(Connection {
+            stream: BufReader::new(tcp),
+            host: authority(host, addr.port()),
+        })
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// The value this connection sends as Host.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// Writes `request` as given and reads one response.
@@ -149,18 +191,57 @@ impl Connection {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, Error> {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
-        for (n, v) in headers {
-            req.push_str(&format!("{n}: {v}\r\n"));
-        }
-        if method != "GET" || !body.is_empty() {
-            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        req.push_str("\r\n");
-        let mut bytes = req.into_bytes();
-        bytes.extend_from_slice(body);
-        self.send_raw(&bytes).await
+        let req = encode_request(method, &self.host, path, headers, body);
+        self.send_raw(&req).await
     }
+}
+
+/// `host:port` as the Host header wants it, an IPv6 literal in brackets.
+pub fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// One HTTP/1.1 request on the wire. Every method but GET carries Content-Length, even for an
+/// empty body, so a server never has to guess where the request ends.
+pub fn encode_request(
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if method != "GET" || !body.is_empty() {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// The path of an OCSP GET (RFC 6960 Appendix A.1): `base`, a slash, then the base64 of the
+/// DER OCSPRequest URL-encoded. Base64's '/' would split the path segment and '+' reads as a
+/// space to some decoders, so everything outside RFC 3986 unreserved is percent-encoded.
+pub fn ocsp_get_path(base: &str, request_der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(request_der);
+    let mut path = base.trim_end_matches('/').to_string();
+    path.push('/');
+    for b in b64.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            path.push(char::from(b));
+        } else {
+            path.push_str(&format!("%{b:02X}"));
+        }
+    }
+    path
 }
 
 /// Reads one HTTP/1.1 response: status line, headers, body by Content-Length or chunked.
@@ -233,29 +314,32 @@ pub fn basic_auth(user: &str, password: &str) -> String {
     )
 }
 
+/// A key pair of `key_type` (ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096), generated as the
+/// server does (aws-lc-rs through rcgen).
+pub fn generate_key(key_type: &str) -> Result<rcgen::KeyPair, Error> {
+    match key_type {
+        "ec-p256" => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        "ec-p384" => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+        "rsa-2048" => {
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        }
+        "rsa-3072" => {
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_3072)
+        }
+        "rsa-4096" => {
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_4096)
+        }
+        other => return Err(Error::Keygen(format!("unknown key type {other:?}"))),
+    }
+    .map_err(|e| Error::Keygen(e.to_string()))
+}
+
 /// `n` CSRs (DER) with CN and one dNSName = `cn`, each with its PKCS#8 key PEM.
 pub fn make_csrs(key_type: &str, cn: &str, n: usize) -> Result<Vec<(Vec<u8>, String)>, Error> {
     let err = |e: rcgen::Error| Error::Keygen(e.to_string());
     (0..n)
         .map(|_| {
-            let key = match key_type {
-                "ec-p256" => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-                "ec-p384" => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
-                "rsa-2048" => rcgen::KeyPair::generate_rsa_for(
-                    &rcgen::PKCS_RSA_SHA256,
-                    rcgen::RsaKeySize::_2048,
-                ),
-                "rsa-3072" => rcgen::KeyPair::generate_rsa_for(
-                    &rcgen::PKCS_RSA_SHA256,
-                    rcgen::RsaKeySize::_3072,
-                ),
-                "rsa-4096" => rcgen::KeyPair::generate_rsa_for(
-                    &rcgen::PKCS_RSA_SHA256,
-                    rcgen::RsaKeySize::_4096,
-                ),
-                other => return Err(Error::Keygen(format!("unknown key type {other:?}"))),
-            }
-            .map_err(err)?;
+            let key = generate_key(key_type)?;
             let mut p = rcgen::CertificateParams::new(vec![cn.to_string()]).map_err(err)?;
             p.distinguished_name.push(rcgen::DnType::CommonName, cn);
             let csr = p.serialize_request(&key).map_err(err)?.der().to_vec();
@@ -303,5 +387,91 @@ HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\
         assert_ne!(csrs[0].0, csrs[1].0);
         assert!(csrs[0].1.contains("BEGIN PRIVATE KEY"));
         assert!(make_csrs("dsa", "x", 1).is_err());
+    }
+
+    #[test]
+    fn ocsp_get_path_escapes_what_base64_adds() {
+        // base64 of these bytes is "+/8=": all three characters must be escaped.
+        assert_eq!(ocsp_get_path("/ocsp", &[0xfb, 0xff]), "/ocsp/%2B%2F8%3D");
+        assert_eq!(ocsp_get_path("/ocsp/", &[0xfb, 0xff]), "/ocsp/%2B%2F8%3D");
+        assert_eq!(ocsp_get_path("", b"0\x03"), "/MAM%3D");
+    }
+
+    #[test]
+    fn requests_are_encoded_with_length_except_bodyless_get() {
+        let get = encode_request("GET", "h:1", "/x", &[("Accept", "*/*")], b"");
+        assert_eq!(get, b"GET /x HTTP/1.1\r\nHost: h:1\r\nAccept: */*\r\n\r\n");
+        let post = encode_request("POST", "h:1", "/ocsp", &[], b"ab");
+        assert_eq!(
+            post,
+            b"POST /ocsp HTTP/1.1\r\nHost: h:1\r\nContent-Length: 2\r\n\r\nab"
+        );
+        assert_eq!(authority("::1", 80), "[::1]:80");
+    }
+
+    async fn parse(wire: &[u8]) -> Response {
+        read_response(&mut BufReader::new(wire)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn media_type_ignores_parameters_and_case() {
+        let r = parse(b"HTTP/1.1 200 OK\r\ncontent-type: Application/PKCS7-MIME; smime-type=certs-only\r\nContent-Length: 0\r\n\r\n").await;
+        assert!(r.has_media_type("application/pkcs7-mime"));
+        assert!(!r.has_media_type("application/ocsp-response"));
+        let bare = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+        assert!(!bare.has_media_type("application/ocsp-response"));
+    }
+
+    #[tokio::test]
+    async fn connection_close_is_recognised() {
+        let close =
+            parse(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        assert!(close.closes_connection());
+        let old = parse(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+        assert!(old.closes_connection());
+        let kept =
+            parse(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n").await;
+        assert!(!kept.closes_connection());
+        let default = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+        assert!(!default.closes_connection());
+    }
+
+    #[tokio::test]
+    async fn a_plain_connection_carries_several_requests() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            let mut sock = BufReader::new(sock);
+            let mut seen = Vec::new();
+            for n in 0..2 {
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    sock.read_line(&mut line).await.unwrap();
+                    head.push_str(&line);
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; if head.starts_with("POST") { 3 } else { 0 }];
+                sock.read_exact(&mut body).await.unwrap();
+                seen.push((head, body));
+                let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{n}");
+                sock.get_mut().write_all(reply.as_bytes()).await.unwrap();
+            }
+            seen
+        });
+        let mut c = Connection::connect_plain(addr, "127.0.0.1").await.unwrap();
+        let a = c.request("GET", "/ocsp/MAM%3D", &[], b"").await.unwrap();
+        let b = c.request("POST", "/ocsp", &[], b"0\x01\x00").await.unwrap();
+        assert_eq!((a.body_text(), b.body_text()), ("0".into(), "1".into()));
+        let seen = server.await.unwrap();
+        let host = format!("Host: 127.0.0.1:{}\r\n", addr.port());
+        assert!(
+            seen[0].0.starts_with("GET /ocsp/MAM%3D HTTP/1.1\r\n") && seen[0].0.contains(&host)
+        );
+        assert_eq!(seen[1].1, b"0\x01\x00");
     }
 }
