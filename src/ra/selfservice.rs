@@ -7,9 +7,10 @@ use zeroize::Zeroizing;
 
 use super::{friendly_name, parse_csr, sha256_hex, throttle, Authorized, Ra};
 use crate::domain::{
-    generate_secret, hash_token, Account, Actor, AuthType, Authorization, CsrMethod, Department,
-    EmailAddress, EmailPurpose, Endpoint, Id, KeyType, Organisation, Person, Pkcs12Encryption,
-    Profile, Secret, SubjectSource, WebSession,
+    generate_secret, hash_token, Account, Actor, AuthType, Authorization, CertStatus,
+    CertificateRecord, CsrMethod, Department, EmailAddress, EmailPurpose, Endpoint, Id, KeyType,
+    Organisation, Person, Pkcs12Encryption, Profile, RevocationReason, Secret, SubjectSource,
+    WebSession,
 };
 use crate::error::{Error, ErrorKind};
 use crate::store::{NewEmailToken, NewPerson, NewWebSession, TokenRefusal};
@@ -800,11 +801,113 @@ impl Ra {
     pub async fn my_certificates(
         &self,
         session: &WebSession,
-    ) -> Result<Vec<(crate::domain::CertificateRecord, String)>, Error> {
+    ) -> Result<Vec<(CertificateRecord, String)>, Error> {
         match session.person_id {
             Some(id) => Ok(self.store.certificates_of_person(id).await?),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// A one-time token for the form about to be shown. Only its hash is kept, in the
+    /// session; showing the form again replaces it, so one session has one open form.
+    pub async fn open_form(&self, session: &WebSession) -> Result<Secret, Error> {
+        let token = generate_secret(32);
+        self.store
+            .set_form_token(session.id, &hash_token(&token))
+            .await?;
+        Ok(token)
+    }
+
+    /// `enroll_from_form`, at most once per form shown: the token is consumed before
+    /// anything is checked or stored, so a double click, a reload of the result page or a
+    /// resubmission from the browser's history issues nothing more. A form with field errors
+    /// is shown again with a new token (`open_form`).
+    pub async fn enroll_from_form_once(
+        &self,
+        session: &WebSession,
+        form_token: &Secret,
+        req: FormRequest,
+        source: &str,
+    ) -> Result<FormOutcome, FormError> {
+        self.use_form_token(session, form_token).await?;
+        self.enroll_from_form(session, req, source).await
+    }
+
+    async fn use_form_token(&self, session: &WebSession, token: &Secret) -> Result<(), Error> {
+        if token.expose().is_empty() {
+            return Err(Error::malformed(
+                "this form is incomplete: open the certificate request form again",
+            ));
+        }
+        // The database compares SHA-256 hashes of a 190-bit random value: how long the
+        // comparison takes says nothing useful about the token.
+        if self
+            .store
+            .consume_form_token(session.id, &hash_token(token))
+            .await?
+        {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::AlreadyUsed,
+            "this form was already submitted (or a newer copy of it was opened), so nothing \
+             more was issued: see My certificates for what you have",
+        ))
+    }
+
+    /// One of the person's own certificates that they may still revoke, with its profile's
+    /// name, for the page that asks them to confirm. Others' certificates are "not found",
+    /// as ones that do not exist; `revoke_mine` decides again when they confirm.
+    pub async fn revocable_certificate(
+        &self,
+        session: &WebSession,
+        certificate_id: Id,
+    ) -> Result<(CertificateRecord, String), Error> {
+        let (cert, profile) = self
+            .my_certificates(session)
+            .await?
+            .into_iter()
+            .find(|(c, _)| c.id == certificate_id)
+            .ok_or_else(|| Error::not_found("no such certificate of yours"))?;
+        self.check_revocable(&cert)?;
+        Ok((cert, profile))
+    }
+
+    /// Whether a certificate can still be revoked: valid and unexpired. "My certificates"
+    /// offers revocation only then.
+    pub fn check_revocable(&self, cert: &CertificateRecord) -> Result<(), Error> {
+        if cert.status == CertStatus::Revoked {
+            return Err(Error::new(
+                ErrorKind::AlreadyUsed,
+                format!("certificate {} is already revoked", cert.serial),
+            ));
+        }
+        if cert.not_after <= self.clock.now() {
+            return Err(Error::forbidden(format!(
+                "certificate {} has expired; it is no longer listed as valid anywhere",
+                cert.serial
+            )));
+        }
+        Ok(())
+    }
+
+    /// The person revokes one of their own certificates, on record as revoked by them.
+    pub async fn revoke_mine(
+        &self,
+        session: &WebSession,
+        certificate_id: Id,
+        reason: RevocationReason,
+        source: &str,
+    ) -> Result<CertificateRecord, Error> {
+        let person_id = session
+            .person_id
+            .ok_or_else(|| Error::not_found("no such certificate of yours"))?;
+        let actor = Actor {
+            name: session.email.to_string(),
+            source: source.to_string(),
+        };
+        self.revoke_own(person_id, certificate_id, reason, actor)
+            .await
     }
 
     /// EST with an access code on a person profile: the request (keyed by its CSR's hash)

@@ -327,6 +327,32 @@ impl Store {
         Ok(())
     }
 
+    /// Records the hash of the one-time token of the form just shown to this session; an
+    /// earlier form's token stops working (one open form per session).
+    pub async fn set_form_token(&self, session_id: Id, hash: &str) -> Result<()> {
+        web_session::Entity::update_many()
+            .col_expr(web_session::Column::FormTokenHash, Expr::value(hash))
+            .filter(web_session::Column::Id.eq(session_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Uses the form's token once, by compare-and-swap: of two submits of one form (a double
+    /// click, a reload of the result) exactly one finds the hash still there.
+    pub async fn consume_form_token(&self, session_id: Id, hash: &str) -> Result<bool> {
+        let r = web_session::Entity::update_many()
+            .col_expr(
+                web_session::Column::FormTokenHash,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(web_session::Column::Id.eq(session_id))
+            .filter(web_session::Column::FormTokenHash.eq(hash))
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
     pub async fn delete_web_session(&self, hash: &str) -> Result<()> {
         web_session::Entity::delete_many()
             .filter(web_session::Column::TokenHash.eq(hash))

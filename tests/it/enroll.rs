@@ -119,15 +119,20 @@ fn location(r: &Response) -> String {
 
 /// Signs alice in with her secret ID and picks the listed Staff account.
 async fn signed_in_at_form(server: &Server) -> Browser {
-    let base = base(server);
     let (user, secret) = server.password("staff");
+    signed_in_as(server, &user, &secret).await
+}
+
+/// Signs a person in with their secret ID and picks the listed Staff account.
+async fn signed_in_as(server: &Server, user: &str, secret: &str) -> Browser {
+    let base = base(server);
     let mut b = Browser::new(server).await;
     assert_eq!(b.get(&base).await.status, 200);
     let csrf = b.csrf();
     let r = b
         .post(
             &format!("{base}/secret-id"),
-            &[("csrf", &csrf), ("email", &user), ("secret_id", &secret)],
+            &[("csrf", &csrf), ("email", user), ("secret_id", secret)],
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body_text());
@@ -152,6 +157,22 @@ async fn signed_in_at_form(server: &Server) -> Browser {
     assert_eq!(r.status, 303);
     assert_eq!(location(&r), format!("{base}/form"));
     b
+}
+
+/// The one-time token of the form page `html`.
+fn form_token(html: &str) -> String {
+    html.split("name=\"form_token\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no form token in {html}"))
+        .to_string()
+}
+
+/// Opens the form page and returns its one-time token.
+async fn open_form(b: &mut Browser, base: &str) -> String {
+    let r = b.get(&format!("{base}/form")).await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    form_token(&r.body_text())
 }
 
 fn data_url_payload(html: &str, media: &str) -> Vec<u8> {
@@ -244,14 +265,16 @@ async fn secret_id_flow_delivers_a_pkcs12_that_openssl_opens() {
         "RSA-2048 by default"
     );
     let csrf = b.csrf();
+    let token = form_token(&text);
     let password = "correct horse battery";
     let r = b
         .post(
             &format!("{base}/form"),
             &[
                 ("csrf", &csrf),
+                ("form_token", &token),
                 ("profile", "1"),
-                ("term", "3"),
+                ("term", "2"),
                 ("key_type", "ec-p256"),
                 ("first_name", "Alice"),
                 ("middle_name", "Q"),
@@ -294,8 +317,8 @@ async fn secret_id_flow_delivers_a_pkcs12_that_openssl_opens() {
     let years =
         (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp()) / 86_400;
     assert!(
-        (1095..=1097).contains(&years),
-        "three-year term: {years} days"
+        (730..=732).contains(&years),
+        "two-year term (the demo profile is S/MIME: at most 825 days): {years} days"
     );
     let san = cert.subject_alternative_name().unwrap().unwrap();
     assert!(san
@@ -345,7 +368,11 @@ async fn secret_id_flow_delivers_a_pkcs12_that_openssl_opens() {
     assert_eq!(serial, hex::encode_upper(cert.raw_serial()));
     let mine = b.get(&format!("{base}/certificates")).await.body_text();
     assert!(mine.contains(serial), "{mine}");
-    assert!(mine.contains("person") && mine.contains("valid"), "{mine}");
+    assert!(
+        mine.contains("person") && mine.contains(">Valid<"),
+        "{mine}"
+    );
+    assert!(mine.contains("Revoke…"), "{mine}");
     assert_eq!(
         server
             .running
@@ -367,11 +394,13 @@ async fn field_errors_keep_what_was_typed_but_never_passwords() {
     let base = base(&server);
     let mut b = signed_in_at_form(&server).await;
     let csrf = b.csrf();
+    let token = open_form(&mut b, &base).await;
     let r = b
         .post(
             &format!("{base}/form"),
             &[
                 ("csrf", &csrf),
+                ("form_token", &token),
                 ("term", "1"),
                 ("key_type", "rsa-2048"),
                 ("first_name", "Alicia"),
@@ -388,6 +417,8 @@ async fn field_errors_keep_what_was_typed_but_never_passwords() {
     assert!(html.contains("the two passwords differ"));
     assert!(html.contains("you must accept the agreement"));
     assert!(!html.contains("first-password-typed") && !html.contains("second-password-typed"));
+    // Each page shown again carries a new token.
+    let mut token = form_token(&html);
     // A short password, an empty one.
     for (pw, msg) in [
         ("short", "at least 8 characters"),
@@ -398,6 +429,7 @@ async fn field_errors_keep_what_was_typed_but_never_passwords() {
                 &format!("{base}/form"),
                 &[
                     ("csrf", &csrf),
+                    ("form_token", &token),
                     ("first_name", "Alice"),
                     ("last_name", "Example"),
                     ("password", pw),
@@ -408,6 +440,7 @@ async fn field_errors_keep_what_was_typed_but_never_passwords() {
             .await;
         assert_eq!(r.status, 400);
         assert!(r.body_text().contains(msg), "{pw:?}");
+        token = form_token(&r.body_text());
     }
     // A CSR that is not one.
     let r = b
@@ -415,6 +448,7 @@ async fn field_errors_keep_what_was_typed_but_never_passwords() {
             &format!("{base}/form"),
             &[
                 ("csrf", &csrf),
+                ("form_token", &token),
                 ("first_name", "Alice"),
                 ("last_name", "Example"),
                 (
@@ -461,11 +495,13 @@ async fn client_csr_gets_a_pem_chain() {
     );
     let csr = std::fs::read_to_string(dir.join("own.csr")).unwrap();
     let csrf = b.csrf();
+    let token = open_form(&mut b, &base).await;
     let r = b
         .post(
             &format!("{base}/form"),
             &[
                 ("csrf", &csrf),
+                ("form_token", &token),
                 ("term", "1"),
                 ("first_name", "Alice"),
                 ("last_name", "Example"),
@@ -666,6 +702,8 @@ async fn every_post_route_refuses_a_missing_or_wrong_csrf_value() {
         "/account/code",
         "/account/select",
         "/form",
+        "/certificates/revoke",
+        "/certificates/revoke/confirm",
         "/sign-out",
     ];
     for route in routes {
@@ -688,5 +726,375 @@ async fn every_post_route_refuses_a_missing_or_wrong_csrf_value() {
     assert_eq!(b.get(&format!("{base}/form")).await.status, 200);
     assert_eq!(ra.store().outbox_pending().await.unwrap(), 0);
     assert_eq!(ra.store().count_orders().await.unwrap(), 0);
+    server.stop().await;
+}
+
+// ---- one form, one certificate ----------------------------------------------------------
+
+/// The fields of a complete server-key request (EC P-256: quick to generate).
+fn request_fields<'a>(csrf: &'a str, token: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("csrf", csrf),
+        ("form_token", token),
+        ("profile", "1"),
+        ("term", "1"),
+        ("key_type", "ec-p256"),
+        ("first_name", "Alice"),
+        ("last_name", "Example"),
+        ("password", "correct horse battery"),
+        ("password_confirmation", "correct horse battery"),
+        ("encryption", "modern"),
+        ("eula", "accepted"),
+    ]
+}
+
+/// Requests one certificate through the form; returns its serial.
+async fn issue_through_form(b: &mut Browser, base: &str) -> String {
+    let token = open_form(b, base).await;
+    let csrf = b.csrf();
+    let r = b
+        .post(&format!("{base}/form"), &request_fields(&csrf, &token))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    r.body_text()
+        .split("serial <code>")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap()
+        .to_string()
+}
+
+async fn certificate_count(server: &Server) -> usize {
+    let ra = &server.running.as_ref().unwrap().ra;
+    ra.store().certificates().await.unwrap().len()
+}
+
+#[tokio::test]
+async fn a_form_submitted_twice_issues_one_certificate() {
+    let server = support::start().await;
+    let base = base(&server);
+    let mut b = signed_in_at_form(&server).await;
+    let token = open_form(&mut b, &base).await;
+    let csrf = b.csrf();
+    let fields = request_fields(&csrf, &token);
+    let first = b.post(&format!("{base}/form"), &fields).await;
+    assert_eq!(first.status, 200, "{}", first.body_text());
+    // A reload of the result page sends the same form again.
+    let again = b.post(&format!("{base}/form"), &fields).await;
+    assert_eq!(again.status, 409, "{}", again.body_text());
+    let html = again.body_text();
+    assert!(html.contains("This form was already submitted"), "{html}");
+    assert!(html.contains("nothing more was issued"), "{html}");
+    assert!(
+        html.contains(&format!("href=\"{base}/certificates\"")),
+        "{html}"
+    );
+    assert!(
+        !html.contains("application/x-pkcs12"),
+        "no file the second time"
+    );
+    assert_eq!(certificate_count(&server).await, 1);
+    let ra = &server.running.as_ref().unwrap().ra;
+    assert_eq!(ra.store().count_orders().await.unwrap(), 1);
+
+    // Two submits of one form at the same moment (a double click): one certificate.
+    let token = open_form(&mut b, &base).await;
+    let mut twin = Browser::new(&server).await;
+    twin.cookies = b.cookies.clone();
+    let fields = request_fields(&csrf, &token);
+    let path = format!("{base}/form");
+    let (x, y) = tokio::join!(b.post(&path, &fields), twin.post(&path, &fields));
+    let mut statuses = [x.status, y.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409]);
+    assert_eq!(certificate_count(&server).await, 2);
+
+    // Without any token: refused, nothing issued.
+    let mut no_token = request_fields(&csrf, "");
+    no_token.remove(1);
+    let r = b.post(&path, &no_token).await;
+    assert_eq!(r.status, 400, "{}", r.body_text());
+    assert!(r
+        .body_text()
+        .contains("open the certificate request form again"));
+    assert_eq!(certificate_count(&server).await, 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn after_a_field_error_the_form_is_sent_again_with_its_new_token() {
+    let server = support::start().await;
+    let base = base(&server);
+    let mut b = signed_in_at_form(&server).await;
+    let csrf = b.csrf();
+    let old = open_form(&mut b, &base).await;
+    let mut wrong = request_fields(&csrf, &old);
+    wrong.retain(|(k, _)| *k != "eula");
+    let r = b.post(&format!("{base}/form"), &wrong).await;
+    assert_eq!(r.status, 400);
+    let new = form_token(&r.body_text());
+    assert_ne!(new, old);
+    // The copy before the error is used up; the copy shown with the error works.
+    let r = b
+        .post(&format!("{base}/form"), &request_fields(&csrf, &old))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body_text());
+    assert_eq!(certificate_count(&server).await, 0);
+    let r = b
+        .post(&format!("{base}/form"), &request_fields(&csrf, &new))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(certificate_count(&server).await, 1);
+    // Opening the form again replaces the token of an earlier, unsent copy.
+    let stale = open_form(&mut b, &base).await;
+    let fresh = open_form(&mut b, &base).await;
+    let r = b
+        .post(&format!("{base}/form"), &request_fields(&csrf, &stale))
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(certificate_count(&server).await, 1);
+    let r = b
+        .post(&format!("{base}/form"), &request_fields(&csrf, &fresh))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(certificate_count(&server).await, 2);
+    server.stop().await;
+}
+
+// ---- self-service revocation ----------------------------------------------------------
+
+/// The certificate id behind the "Revoke…" button of the row with this serial.
+fn revoke_button_id(list: &str, serial: &str) -> Option<String> {
+    let row = list.split("<tr>").find(|row| row.contains(serial))?;
+    let row = &row[..row.find("</tr>")?];
+    row.split("name=\"certificate\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(str::to_string)
+}
+
+async fn certificate_by_serial(
+    server: &Server,
+    serial: &str,
+) -> estgate::domain::CertificateRecord {
+    let ra = &server.running.as_ref().unwrap().ra;
+    ra.store()
+        .certificate_by_serial(serial)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_person_revokes_their_own_certificate() {
+    use estgate::domain::{CertStatus, RevocationReason};
+    let server = support::start().await;
+    let base = base(&server);
+    let mut b = signed_in_at_form(&server).await;
+    let serial = issue_through_form(&mut b, &base).await;
+    let list = b.get(&format!("{base}/certificates")).await.body_text();
+    let id = revoke_button_id(&list, &serial).unwrap_or_else(|| panic!("{list}"));
+    let csrf = b.csrf();
+    // Step one shows the certificate, the reasons and the warning; nothing changes yet.
+    let r = b
+        .post(
+            &format!("{base}/certificates/revoke"),
+            &[("csrf", &csrf), ("certificate", &id)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let page = r.body_text();
+    assert!(page.contains(&serial), "{page}");
+    assert!(page.contains("CN=Alice Example"), "the subject: {page}");
+    assert!(page.contains("This cannot be undone"), "{page}");
+    for (value, label) in [
+        (
+            "keyCompromise",
+            "My private key was lost or may be known to someone else",
+        ),
+        (
+            "superseded",
+            "I have a new certificate that replaces this one",
+        ),
+        ("affiliationChanged", "place in the organization changed"),
+        ("cessationOfOperation", "I no longer need this certificate"),
+        ("unspecified", "None of these"),
+    ] {
+        assert!(page.contains(&format!("value=\"{value}\"")), "{value}");
+        assert!(page.contains(label), "{label}");
+    }
+    assert!(!page.contains("certificateHold"));
+    assert_eq!(
+        certificate_by_serial(&server, &serial).await.status,
+        CertStatus::Valid
+    );
+    // Step two revokes.
+    let r = b
+        .post(
+            &format!("{base}/certificates/revoke/confirm"),
+            &[
+                ("csrf", &csrf),
+                ("certificate", &id),
+                ("reason", "keyCompromise"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let done = r.body_text();
+    assert!(done.contains("Certificate revoked"), "{done}");
+    assert!(done.contains(&serial));
+    assert!(done.contains("CRL") && done.contains("OCSP") && done.contains("within seconds"));
+    let cert = certificate_by_serial(&server, &serial).await;
+    assert_eq!(cert.status, CertStatus::Revoked);
+    let revocation = cert.revocation.unwrap();
+    assert_eq!(revocation.reason, RevocationReason::KeyCompromise);
+    assert_eq!(revocation.by, "alice@example.org");
+    // The list says so, and offers no second revocation.
+    let list = b.get(&format!("{base}/certificates")).await.body_text();
+    assert!(list.contains(">Revoked<"), "{list}");
+    assert!(
+        list.contains("My private key was lost or may be known to someone else (by you,"),
+        "{list}"
+    );
+    assert_eq!(revoke_button_id(&list, &serial), None, "{list}");
+    // The help page describes what now happens.
+    let help = b.get(&format!("{base}/help/revoke")).await.body_text();
+    assert!(help.contains("My certificates") && help.contains("Revoke…"));
+    assert!(help.contains("administrators") && help.contains("OCSP"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn revocation_refusals_change_nothing() {
+    use estgate::domain::{CertStatus, EmailAddress, RevocationReason, Secret};
+    let server = support::start().await;
+    let base = base(&server);
+    let ra = &server.running.as_ref().unwrap().ra;
+    let org = ra
+        .store()
+        .organisation_by_name(estgate::demo::ORG)
+        .await
+        .unwrap();
+    ra.store()
+        .create_person(
+            estgate::store::NewPerson {
+                organisation_id: org.id,
+                department_id: None,
+                email: EmailAddress::parse("bob@example.org").unwrap(),
+                first_name: "Bob".into(),
+                middle_name: String::new(),
+                last_name: "Example".into(),
+                secret_id_hash: Some(estgate::domain::hash_secret(&Secret::new(
+                    "bob-secret-id-0123456789",
+                ))),
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    let mut bob = signed_in_as(&server, "bob@example.org", "bob-secret-id-0123456789").await;
+    let bobs = issue_through_form(&mut bob, &base).await;
+    let bobs_id = certificate_by_serial(&server, &bobs).await.id.to_string();
+    let mut b = signed_in_at_form(&server).await;
+    let alices = issue_through_form(&mut b, &base).await;
+    let alices_id = certificate_by_serial(&server, &alices).await.id.to_string();
+    let csrf = b.csrf();
+    let start = format!("{base}/certificates/revoke");
+    let confirm = format!("{base}/certificates/revoke/confirm");
+
+    // Another person's certificate, one that does not exist, and no number: not found.
+    for id in [bobs_id.as_str(), "999999", "x"] {
+        let r = b
+            .post(&start, &[("csrf", &csrf), ("certificate", id)])
+            .await;
+        assert_eq!(r.status, 404, "{id}: {}", r.body_text());
+        assert!(r.body_text().contains("no such certificate of yours"));
+        let r = b
+            .post(
+                &confirm,
+                &[
+                    ("csrf", &csrf),
+                    ("certificate", id),
+                    ("reason", "keyCompromise"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 404, "{id}: {}", r.body_text());
+        assert!(r.body_text().contains("Not revoked"));
+    }
+    // Alice does not see Bob's certificate at all.
+    let list = b.get(&format!("{base}/certificates")).await.body_text();
+    assert!(!list.contains(&bobs), "{list}");
+    // A reason outside the offered five, or none: the page again, with the error.
+    for reason in ["certificateHold", "privilegeWithdrawn", "nonsense", ""] {
+        let r = b
+            .post(
+                &confirm,
+                &[
+                    ("csrf", &csrf),
+                    ("certificate", &alices_id),
+                    ("reason", reason),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 400, "{reason}: {}", r.body_text());
+        assert!(r.body_text().contains("choose one of the reasons"));
+    }
+    // Without the CSRF value, or with another one.
+    for csrf in ["", "wrong-but-32-characters-long-xyz"] {
+        let r = b
+            .post(
+                &confirm,
+                &[
+                    ("csrf", csrf),
+                    ("certificate", &alices_id),
+                    ("reason", "superseded"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 403, "{}", r.body_text());
+    }
+    for serial in [&alices, &bobs] {
+        let c = certificate_by_serial(&server, serial).await;
+        assert_eq!(c.status, CertStatus::Valid, "{serial}");
+        assert!(c.revocation.is_none());
+    }
+    // Revoked once; the second time is refused and the first revocation stays as it was.
+    let r = b
+        .post(
+            &confirm,
+            &[
+                ("csrf", &csrf),
+                ("certificate", &alices_id),
+                ("reason", "superseded"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let first = certificate_by_serial(&server, &alices).await.revocation;
+    let r = b
+        .post(
+            &confirm,
+            &[
+                ("csrf", &csrf),
+                ("certificate", &alices_id),
+                ("reason", "keyCompromise"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body_text());
+    assert!(r.body_text().contains("already revoked"));
+    let r = b
+        .post(&start, &[("csrf", &csrf), ("certificate", &alices_id)])
+        .await;
+    assert_eq!(r.status, 409);
+    let after = certificate_by_serial(&server, &alices).await.revocation;
+    assert_eq!(after, first);
+    assert_eq!(after.map(|r| r.reason), Some(RevocationReason::Superseded));
+    assert_eq!(
+        certificate_by_serial(&server, &bobs).await.status,
+        CertStatus::Valid,
+        "Bob's certificate untouched"
+    );
     server.stop().await;
 }

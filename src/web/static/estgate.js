@@ -26,6 +26,20 @@
       reader.readAsText(file);
     });
   });
+  // A second click while the first submit is on its way sends nothing more. The server
+  // refuses a second submit of one form anyway; this spares the person its error page.
+  document.querySelectorAll("form[data-submit-once]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (form.getAttribute("data-submitted")) {
+        event.preventDefault();
+        return;
+      }
+      form.setAttribute("data-submitted", "yes");
+      form.querySelectorAll("button[type=submit]").forEach(function (b) {
+        b.setAttribute("aria-disabled", "true");
+      });
+    });
+  });
   // The issued file starts downloading by itself; the button stays for a second try.
   var auto = document.querySelector("a[data-autodownload]");
   if (auto) { auto.click(); }
