@@ -2,12 +2,11 @@
 //! confirming a certificate request an EST client made. Plain text and HTML alternatives,
 //! both with the link written out, since many mail clients show only one of them.
 
-use lettre::message::header::{ContentTransferEncoding, ContentType};
-use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+use lettre::message::Mailbox;
 use lettre::Message;
 
 use super::MailError;
-use crate::domain::{escape_html, generate_secret, EmailPurpose};
+use crate::domain::{escape_html, EmailPurpose};
 
 pub const SUBJECT: &str = "Your Email Confirmation Request";
 
@@ -22,25 +21,7 @@ pub struct Confirmation<'a> {
 
 impl Confirmation<'_> {
     pub fn message(&self, from: &Mailbox, to: Mailbox) -> Result<Message, MailError> {
-        let alternatives = MultiPart::alternative()
-            .singlepart(
-                SinglePart::builder()
-                    .header(ContentType::TEXT_PLAIN)
-                    .body(body(self.text())),
-            )
-            .singlepart(
-                SinglePart::builder()
-                    .header(ContentType::TEXT_HTML)
-                    .body(body(self.html())),
-            );
-        // Some submission relays add no Message-ID, and spam filters count its absence.
-        let message_id = format!("<{}@{}>", generate_secret(24).expose(), from.email.domain());
-        Ok(Message::builder()
-            .message_id(Some(message_id))
-            .from(from.clone())
-            .to(to)
-            .subject(SUBJECT)
-            .multipart(alternatives)?)
+        super::message::alternatives(from, to, SUBJECT, self.text(), self.html())
     }
 
     fn request_sentence(&self) -> &'static str {
@@ -109,25 +90,6 @@ impl Confirmation<'_> {
             button = escape_html(self.button_label()),
             minutes = self.valid_minutes,
         )
-    }
-}
-
-/// Links must arrive as they were written: quoted-printable (lettre's choice for lines of
-/// 76 characters or more) breaks a long link into `=`-continued lines and writes `=` as
-/// `=3D`, which a raw `.eml` or a client showing the source cannot be copied from. RFC 5322
-/// §2.1.1 allows 998 characters a line, so ASCII text with lines up to that length goes out
-/// as 7bit; anything else keeps lettre's encoding.
-fn body(text: String) -> Body {
-    let plain = text.is_ascii()
-        && !text.contains(['\0', '\r'])
-        && text.split('\n').all(|line| line.len() <= 998);
-    if plain {
-        Body::dangerous_pre_encoded(
-            text.replace('\n', "\r\n").into_bytes(),
-            ContentTransferEncoding::SevenBit,
-        )
-    } else {
-        Body::new(text)
     }
 }
 

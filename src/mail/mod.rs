@@ -1,12 +1,18 @@
 //! Mail: the `Mailer` (SMTP through lettre, or a directory of `.eml` files for development)
-//! and the outbox `Worker` that renders and sends what the RA queued.
+//! and the outbox `Worker` that renders and sends what the RA queued: email-confirmation
+//! links and the lifecycle notices (approval needed, approved, rejected, issued, revoked,
+//! expiry reminder).
 //!
-//! The RA never sends mail itself: it records an email token and its outbox row in one
-//! transaction. The worker mints the link's secret just before sending and stores only its
-//! hash, so no usable link sits in the database, not even while a message waits for a retry.
-//! A failed send stays in the outbox until it is sent or its link can no longer be used.
+//! The RA never sends mail itself: it records an email token or a notice and its outbox row
+//! in one transaction. The worker mints a link's secret just before sending and stores only
+//! its hash, so no usable link sits in the database, not even while a message waits for a
+//! retry; a notice is rendered from the order or certificate it names when it is sent. A
+//! failed send stays in the outbox until it is sent or there is nothing left to send: a link
+//! that can no longer be used, an order or certificate that is gone or has moved on.
 
 mod confirmation;
+mod message;
+mod notices;
 mod transport;
 mod worker;
 

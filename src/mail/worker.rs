@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::Mailbox;
-use lettre::Address;
+use lettre::{Address, Message};
 use zeroize::Zeroizing;
 
 use super::confirmation::Confirmation;
+use super::notices::{About, NoticeEmail};
 use super::{MailConfig, MailError, Mailer};
-use crate::domain::{generate_secret, hash_token, Clock, Secret};
-use crate::store::{OutboxItem, Store, StoreError, OUTBOX_EMAIL_CONFIRMATION};
+use crate::domain::{generate_secret, hash_token, CertStatus, Clock, OrderStatus, Secret};
+use crate::store::{NoticeKind, OutboxItem, Store, StoreError, OUTBOX_EMAIL_CONFIRMATION};
 
 /// How long a claimed row belongs to this worker before another may claim it again.
 const LEASE_SECS: i64 = 120;
@@ -31,6 +32,24 @@ const MAX_RETRY_SECS: i64 = 30 * 60;
 
 /// Why a queued message is not sent: used, superseded by a newer request, or expired.
 pub const LINK_UNUSABLE: &str = "link no longer usable";
+
+/// Attempts at a kind this server cannot render before it is dropped: with the backoff,
+/// about 12 hours, long enough for a newer server sharing the database (a rolling upgrade)
+/// to send it, and not forever.
+const UNKNOWN_KIND_ATTEMPTS: u32 = 30;
+/// Why a kind that no server rendered in time was dropped.
+pub const UNKNOWN_KIND: &str = "unknown outbox kind: no server sharing the database sent it";
+
+/// The row a notice names is gone: the notice is dropped, since no retry brings it back.
+macro_rules! or_drop {
+    ($found:expr, $why:literal) => {
+        match $found {
+            Ok(v) => v,
+            Err(StoreError::NotFound(_)) => return Ok(Outcome::Dropped($why)),
+            Err(e) => return Err(e.into()),
+        }
+    };
+}
 
 /// Seconds to wait after a failed attempt, given the attempts made before it: 15 s, doubling,
 /// at most 30 minutes, so a relay that is down for a while is not hammered and one that
@@ -129,10 +148,14 @@ impl Worker {
     async fn process(&self, item: &OutboxItem, deadline: i64) -> Result<(), MailError> {
         let outcome = match item.kind.as_str() {
             OUTBOX_EMAIL_CONFIRMATION => self.confirmation(item, deadline).await?,
-            // Kept, not dropped: a newer server version sharing the database may know it.
-            other => Outcome::Failed(format!(
-                "unknown outbox kind {other:?}: this server cannot render it"
-            )),
+            other => match NoticeKind::parse(other) {
+                Some(kind) => self.notice(kind, item, deadline).await?,
+                // Kept for a while: a newer server version sharing the database may know it.
+                None if item.attempts.saturating_add(1) < UNKNOWN_KIND_ATTEMPTS => Outcome::Failed(
+                    format!("unknown outbox kind {other:?}: this server cannot render it"),
+                ),
+                None => Outcome::Dropped(UNKNOWN_KIND),
+            },
         };
         let now = self.clock.now();
         let domain = recipient_domain(&item.recipient);
@@ -200,9 +223,101 @@ impl Worker {
             valid_minutes: self.link_ttl_secs / 60,
         }
         .message(&self.from, to);
+        Ok(self.send(message, item, deadline, Some(&secret)).await)
+    }
+
+    /// A lifecycle notice, rendered from the rows it names as they are now.
+    async fn notice(
+        &self,
+        kind: NoticeKind,
+        item: &OutboxItem,
+        deadline: i64,
+    ) -> Result<Outcome, MailError> {
+        let now = self.clock.now();
+        let mut certificate = match item.certificate_id {
+            Some(id) => Some(or_drop!(
+                self.store.certificate(id).await,
+                "certificate gone"
+            )),
+            None => None,
+        };
+        let Some(order_id) = item.order_id.or(certificate.as_ref().map(|c| c.order_id)) else {
+            return Ok(Outcome::Dropped("notice names no order or certificate"));
+        };
+        let order = or_drop!(self.store.order(order_id).await, "order gone");
+        if certificate.is_none() && kind == NoticeKind::CertificateIssued {
+            certificate = self.store.certificate_of_order(order.id).await?;
+        }
+        let about = match (kind, &certificate) {
+            (NoticeKind::ApprovalNeeded, _) if order.status != OrderStatus::PendingApproval => {
+                return Ok(Outcome::Dropped("order already decided"));
+            }
+            (NoticeKind::ApprovalNeeded, _) => About::ApprovalNeeded,
+            // The person collected the certificate before this left: nothing to tell.
+            (NoticeKind::OrderApproved, _) if order.status != OrderStatus::Approved => {
+                return Ok(Outcome::Dropped("order no longer waits to be collected"));
+            }
+            (NoticeKind::OrderApproved, _) => About::OrderApproved,
+            (NoticeKind::OrderRejected, _) => About::OrderRejected,
+            (_, None) => return Ok(Outcome::Dropped("certificate gone")),
+            (NoticeKind::CertificateIssued, Some(c)) => About::CertificateIssued(c),
+            (NoticeKind::CertificateRevoked, Some(c)) => match &c.revocation {
+                Some(r) => About::CertificateRevoked(c, r),
+                None => return Ok(Outcome::Dropped("certificate not revoked")),
+            },
+            (NoticeKind::ExpiryReminder, Some(c)) if c.status == CertStatus::Revoked => {
+                return Ok(Outcome::Dropped("certificate revoked"));
+            }
+            (NoticeKind::ExpiryReminder, Some(c)) if c.not_after <= now => {
+                return Ok(Outcome::Dropped("certificate already expired"));
+            }
+            (NoticeKind::ExpiryReminder, Some(c)) => About::ExpiryReminder(c),
+        };
+        let account = or_drop!(self.store.account(order.account_id).await, "account gone");
+        let endpoint = or_drop!(
+            self.store.endpoint(account.endpoint_id).await,
+            "endpoint gone"
+        );
+        let profile = or_drop!(self.store.profile(order.profile_id).await, "profile gone");
+        let person_name = match order.person_id {
+            Some(id) => match self.store.person(id).await {
+                Ok(p) => p.full_name(),
+                Err(StoreError::NotFound(_)) => String::new(),
+                Err(e) => return Err(e.into()),
+            },
+            None => String::new(),
+        };
+        // The address was valid when queued (a person's or a configured approver's); one
+        // the relay library refuses stays refused, so waiting would not help.
+        let Ok(to) = item.recipient.parse::<Address>() else {
+            return Ok(Outcome::Dropped("recipient address refused"));
+        };
+        let form_url = format!("{}/enroll/{}", self.public_url, endpoint.uri_extension);
+        let message = NoticeEmail {
+            about,
+            order: &order,
+            endpoint_name: &endpoint.name,
+            form_url: &form_url,
+            account_name: &account.name,
+            profile_name: &profile.name,
+            person_name: &person_name,
+            now,
+        }
+        .message(&self.from, Mailbox::new(None, to));
+        Ok(self.send(message, item, deadline, None).await)
+    }
+
+    /// `secret`: the link's secret in the message, kept out of a stored or logged error.
+    async fn send(
+        &self,
+        message: Result<Message, MailError>,
+        item: &OutboxItem,
+        deadline: i64,
+        secret: Option<&Secret>,
+    ) -> Outcome {
         // Each SMTP command has its own timeout; the whole send must also end before the
         // lease does, or another worker could claim the row and send it a second time.
-        let budget = std::time::Duration::from_secs((deadline - self.clock.now()).max(1) as u64);
+        let budget = Duration::from_secs((deadline - self.clock.now()).max(1) as u64);
         let sent = match message {
             Ok(m) => {
                 match tokio::time::timeout(budget, self.mailer.send(m, item.id, self.clock.now()))
@@ -210,18 +325,24 @@ impl Worker {
                 {
                     Ok(result) => result,
                     Err(_) => {
-                        return Ok(Outcome::Failed(
+                        return Outcome::Failed(
                             "the relay did not finish before the outbox lease ended".into(),
-                        ))
+                        )
                     }
                 }
             }
             Err(e) => Err(e),
         };
-        Ok(match sent {
+        match sent {
             Ok(()) => Outcome::Sent,
-            Err(e) => Outcome::Failed(without_secret(&e.to_string(), &secret)),
-        })
+            Err(e) => {
+                let text = e.to_string();
+                Outcome::Failed(match secret {
+                    Some(s) => without_secret(&text, s),
+                    None => text,
+                })
+            }
+        }
     }
 }
 
@@ -245,6 +366,12 @@ mod tests {
         let schedule: Vec<i64> = (0..10).map(retry_delay).collect();
         assert_eq!(schedule, [15, 30, 60, 120, 240, 480, 960, 1800, 1800, 1800]);
         assert_eq!(retry_delay(u32::MAX), 1800);
+    }
+
+    #[test]
+    fn an_unknown_kind_is_kept_about_twelve_hours() {
+        let kept: i64 = (0..UNKNOWN_KIND_ATTEMPTS - 1).map(retry_delay).sum();
+        assert!((11 * 3600..13 * 3600).contains(&kept), "{kept} s");
     }
 
     #[test]

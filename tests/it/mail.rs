@@ -7,11 +7,16 @@ use std::sync::{Arc, Mutex};
 
 use estgate::config::{Config, Overrides};
 use estgate::domain::{
-    generate_secret, hash_token, AuthType, Clock, EmailAddress, EmailPurpose, Secret,
+    generate_secret, hash_token, Actor, AuthType, Authorization, Clock, CsrMethod, Decision,
+    EmailAddress, EmailPurpose, KeyType, Pkcs12Encryption, Revocation, RevocationReason, Secret,
+    SubjectSource,
 };
 use estgate::mail::{Mailer, Worker};
 use estgate::ra::SignInOutcome;
-use estgate::store::{NewEmailToken, NewEndpoint, Store, TokenRefusal};
+use estgate::store::{
+    AuditEntry, NewAccount, NewEmailToken, NewEndpoint, NewPerson, NewProfile, Notice, NoticeKind,
+    SignedCertificate, SigningIntent, Store, TokenRefusal,
+};
 use estgate::testing::FakeClock;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 
@@ -73,7 +78,7 @@ impl World {
         env.push(("ESTGATE_MAIL_FROM", "estgate <estgate@example.org>".into()));
         let overrides = Overrides {
             data_dir: Some(self.dir.path().join("data")),
-            listen: None,
+            ..Overrides::default()
         };
         let lookup = |k: &str| {
             env.iter()
@@ -570,4 +575,420 @@ async fn starttls_to_a_relay_trusted_through_smtp_ca() {
         Some(hash_token(&Secret::new(token)))
     );
     assert_eq!(w.outbox_row(id).await.sent_at, Some(T0 + 15));
+}
+
+/// What the lifecycle tests need besides the world's endpoint: a person, a profile that
+/// requires approval, and an account of the endpoint using it.
+struct Lifecycle {
+    person: estgate::domain::Person,
+    profile: estgate::domain::Profile,
+    account: estgate::domain::Account,
+}
+
+fn audit(action: &str) -> AuditEntry {
+    AuditEntry {
+        actor: Actor {
+            name: "test".into(),
+            source: "local".into(),
+        },
+        action: action.into(),
+        object: String::new(),
+        detail: String::new(),
+    }
+}
+
+fn notice(kind: NoticeKind, to: &str) -> Notice {
+    Notice {
+        kind,
+        recipient: to.into(),
+        order_id: None,
+        certificate_id: None,
+        dedupe_key: None,
+    }
+}
+
+impl World {
+    async fn lifecycle(&self) -> Lifecycle {
+        let person = self
+            .store
+            .create_person(
+                NewPerson {
+                    organisation_id: self.endpoint.organisation_id,
+                    department_id: None,
+                    email: EmailAddress::parse("alice@example.org").unwrap(),
+                    first_name: "Alice".into(),
+                    middle_name: String::new(),
+                    last_name: "Smith".into(),
+                    secret_id_hash: None,
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        let profile = self
+            .store
+            .create_profile(NewProfile {
+                name: "Reviewed S/MIME".into(),
+                subject_source: SubjectSource::Person,
+                key_types: vec![KeyType::EcP256],
+                default_key_type: KeyType::EcP256,
+                terms_years: vec![1],
+                default_term_years: 1,
+                requires_approval: true,
+                smime: None,
+            })
+            .await
+            .unwrap();
+        let account = self
+            .store
+            .create_account(NewAccount {
+                endpoint_id: self.endpoint.id,
+                organisation_id: self.endpoint.organisation_id,
+                department_id: None,
+                name: "Staff".into(),
+                csr_method: CsrMethod::Both,
+                allow_empty_pkcs12_password: false,
+                authorization: Authorization::None,
+                access_code_hash: None,
+                est_label: None,
+                is_default: false,
+                pkcs12_encryption: Pkcs12Encryption::Modern,
+                profile_ids: vec![profile.id],
+            })
+            .await
+            .unwrap();
+        Lifecycle {
+            person,
+            profile,
+            account,
+        }
+    }
+
+    fn intent(&self, l: &Lifecycle, serial: &str) -> SigningIntent {
+        SigningIntent {
+            account_id: l.account.id,
+            profile_id: l.profile.id,
+            person_id: Some(l.person.id),
+            requester: "alice@example.org".into(),
+            key_type: KeyType::EcP256,
+            term_years: 1,
+            csr_sha256: format!("{serial:0>64}"),
+            serial: serial.into(),
+        }
+    }
+
+    /// The outbox rows of notices, oldest first: (kind, sent_at, last_error).
+    async fn notice_rows(&self) -> Vec<(String, Option<i64>, Option<String>)> {
+        self.db
+            .query_all(Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT kind, sent_at, last_error FROM outbox WHERE email_token_id IS NULL \
+                 ORDER BY id"
+                    .to_string(),
+            ))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.try_get("", "kind").unwrap(),
+                    r.try_get("", "sent_at").unwrap(),
+                    r.try_get("", "last_error").unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    async fn raw_notice(&self, kind: &str, order: &str, certificate: &str, attempts: u32) {
+        self.db
+            .execute(Statement::from_string(
+                self.db.get_database_backend(),
+                format!(
+                    "INSERT INTO outbox (kind, recipient, email_token_id, created_at, attempts, \
+                     next_attempt_at, order_id, certificate_id) VALUES ('{kind}', \
+                     'alice@example.org', NULL, {T0}, {attempts}, {T0}, {order}, {certificate})"
+                ),
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+/// The one message received since `before` messages were, with its subject checked.
+fn only_new(receiver: &Receiver, before: usize, subject: &str) -> Received {
+    let got = receiver.accepted();
+    assert_eq!(got.len(), before + 1, "{got:#?}");
+    let m = got[before].clone();
+    assert!(
+        m.data.contains(&format!("Subject: {subject}\r\n")),
+        "{}",
+        m.data
+    );
+    assert!(m.data.contains("Content-Type: text/html"));
+    m
+}
+
+/// An order's life queued through the store verbs the RA uses (pending with the approvers'
+/// notice, rejected; another issued, revoked, reminded of), each notice delivered over SMTP
+/// with what it is about rendered from the database at send time.
+#[tokio::test]
+async fn smtp_delivers_each_lifecycle_notice_rendered_from_the_store() {
+    let w = world().await;
+    let l = w.lifecycle().await;
+    let receiver = Receiver::start(0).await;
+    let worker = w.smtp_worker(&receiver);
+    let form = format!(
+        "https://est.example.org/enroll/{}",
+        w.endpoint.uri_extension
+    );
+
+    // Pending: the approver is told.
+    let pending = w
+        .store
+        .record_pending_order(
+            &w.intent(&l, ""),
+            None,
+            &audit("order.pending-approval"),
+            &[notice(NoticeKind::ApprovalNeeded, "approver@example.org")],
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(worker.drain_once().await.unwrap(), 1);
+    let m = only_new(
+        &receiver,
+        0,
+        "A certificate request is waiting for your approval",
+    );
+    assert_eq!(m.rcpt_to, ["approver@example.org"]);
+    assert!(m
+        .data
+        .contains("the enrollment page \"R&D <Lab>\" is waiting"));
+    assert!(
+        m.data.contains("Alice Smith <alice@example.org>"),
+        "{}",
+        m.data
+    );
+    assert!(m.data.contains(&format!("estgate order approve {pending}")));
+    assert!(
+        m.data.contains("&quot;R&amp;D &lt;Lab&gt;&quot;"),
+        "{}",
+        m.data
+    );
+
+    // Rejected with a reason: the person is told it.
+    w.clock.advance(600);
+    let decided = w
+        .store
+        .decide_order(
+            pending,
+            false,
+            &Decision {
+                by: "test".into(),
+                at: w.clock.now(),
+                reason: Some("use the device account".into()),
+            },
+            &audit("order.rejected"),
+            &[Notice {
+                order_id: Some(pending),
+                ..notice(NoticeKind::OrderRejected, "alice@example.org")
+            }],
+            w.clock.now(),
+        )
+        .await
+        .unwrap();
+    assert!(decided);
+    assert_eq!(worker.drain_once().await.unwrap(), 1);
+    let m = only_new(&receiver, 1, "Your certificate request was rejected");
+    assert_eq!(m.rcpt_to, ["alice@example.org"]);
+    assert!(m.data.contains("Hello Alice Smith,"));
+    assert!(m.data.contains("Reason given: use the device account"));
+    assert!(m.data.contains(&form));
+
+    // Issued: the certificate id is filled in by the store, the worker reads its fields.
+    let not_before = w.clock.now();
+    let not_after = not_before + 365 * 86_400;
+    let order = w
+        .store
+        .record_intent(&w.intent(&l, "0AB1"), &audit("order.intent"), not_before)
+        .await
+        .unwrap();
+    let certificate = w
+        .store
+        .store_certificate(
+            order,
+            &SignedCertificate {
+                serial: "0AB1".into(),
+                subject: "CN=Alice Smith".into(),
+                not_before,
+                not_after,
+                der: vec![0x30, 0x00],
+                sha256: "ab".repeat(32),
+            },
+            &audit("order.issued"),
+            &[Notice {
+                order_id: Some(order),
+                ..notice(NoticeKind::CertificateIssued, "alice@example.org")
+            }],
+            not_before,
+        )
+        .await
+        .unwrap();
+    assert_eq!(worker.drain_once().await.unwrap(), 1);
+    let m = only_new(&receiver, 2, "Your certificate has been issued");
+    assert!(m.data.contains("0AB1"));
+    assert!(m.data.contains("CN=Alice Smith"));
+    assert!(m.data.contains("My certificates"));
+    assert!(
+        m.data.contains("21 September 2026, 14:23 UTC"),
+        "{}",
+        m.data
+    );
+
+    // An expiry reminder, queued once per certificate and threshold.
+    w.clock.advance(335 * 86_400);
+    let reminder = Notice {
+        order_id: Some(order),
+        certificate_id: Some(certificate),
+        dedupe_key: Some(format!("expiry:{certificate}:30")),
+        ..notice(NoticeKind::ExpiryReminder, "alice@example.org")
+    };
+    assert!(w
+        .store
+        .queue_notice_once(&reminder, w.clock.now())
+        .await
+        .unwrap());
+    assert!(!w
+        .store
+        .queue_notice_once(&reminder, w.clock.now())
+        .await
+        .unwrap());
+    assert_eq!(worker.drain_once().await.unwrap(), 1);
+    let m = only_new(
+        &receiver,
+        3,
+        "Your certificate expires on 21 September 2027",
+    );
+    assert!(m
+        .data
+        .contains("expires on 21 September 2027, 14:23 UTC, in 30 days."));
+    assert!(m.data.contains(&form));
+
+    // Revoked: serial, reason, time.
+    let revoked = w
+        .store
+        .revoke(
+            certificate,
+            &Revocation {
+                at: w.clock.now(),
+                reason: RevocationReason::KeyCompromise,
+                by: "test".into(),
+            },
+            &audit("certificate.revoked"),
+            &[Notice {
+                order_id: Some(order),
+                certificate_id: Some(certificate),
+                ..notice(NoticeKind::CertificateRevoked, "alice@example.org")
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(revoked);
+    assert_eq!(worker.drain_once().await.unwrap(), 1);
+    let m = only_new(&receiver, 4, "Your certificate was revoked");
+    assert!(
+        m.data.contains(
+            "serial number 0AB1 from the enrollment page \"R&D <Lab>\" was revoked on \
+         22 August 2027, 14:23 UTC. Reason: the private key may have been compromised."
+        ),
+        "{}",
+        m.data
+    );
+    assert!(m
+        .data
+        .contains("If you did not ask for this, contact your administrators."));
+
+    let rows = w.notice_rows().await;
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|(_, sent, error)| sent.is_some() && error.is_none()),
+        "{rows:?}"
+    );
+    assert_eq!(w.store.outbox_pending().await.unwrap(), 0);
+    assert!(
+        w.logs.text().contains("kind=certificate-revoked"),
+        "{}",
+        w.logs.text()
+    );
+}
+
+/// A notice whose order or certificate is gone, or that nothing is left to say about, is
+/// dropped at once with its reason, never retried; a kind no server knows is dropped after
+/// its last attempt.
+#[tokio::test]
+async fn notices_with_nothing_to_say_are_dropped_not_retried() {
+    let w = world().await;
+    let l = w.lifecycle().await;
+    let receiver = Receiver::start(0).await;
+    let worker = w.smtp_worker(&receiver);
+    let pending = w
+        .store
+        .record_pending_order(&w.intent(&l, ""), None, &audit("order.pending"), &[], T0)
+        .await
+        .unwrap();
+    w.store
+        .decide_order(
+            pending,
+            true,
+            &Decision {
+                by: "test".into(),
+                at: T0,
+                reason: None,
+            },
+            &audit("order.approved"),
+            &[],
+            T0,
+        )
+        .await
+        .unwrap();
+    w.raw_notice("certificate-revoked", "NULL", "9999", 0).await;
+    w.raw_notice("order-rejected", "9999", "NULL", 0).await;
+    w.raw_notice("certificate-issued", "NULL", "NULL", 0).await;
+    // Another approver decided first.
+    w.raw_notice("approval-needed", &pending.to_string(), "NULL", 0)
+        .await;
+    w.raw_notice("newsletter", "NULL", "NULL", 29).await;
+
+    assert_eq!(worker.drain_once().await.unwrap(), 5);
+
+    assert!(receiver.accepted().is_empty());
+    let rows = w.notice_rows().await;
+    let reasons: Vec<_> = rows
+        .iter()
+        .map(|(_, sent, error)| {
+            assert_eq!(*sent, Some(T0), "{rows:?}");
+            error.as_deref().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "certificate gone",
+            "order gone",
+            "notice names no order or certificate",
+            "order already decided",
+            "unknown outbox kind: no server sharing the database sent it",
+        ]
+    );
+    assert_eq!(w.store.outbox_pending().await.unwrap(), 0);
+
+    // The approved order waits for the person: that notice is sent.
+    w.raw_notice("order-approved", &pending.to_string(), "NULL", 0)
+        .await;
+    assert_eq!(worker.drain_once().await.unwrap(), 1);
+    let m = only_new(&receiver, 0, "Your certificate request was approved");
+    assert!(m
+        .data
+        .contains("go back to the enrollment form, sign in, and type a password"));
 }
