@@ -314,6 +314,28 @@ pub fn basic_auth(user: &str, password: &str) -> String {
     )
 }
 
+/// The responseStatus of a DER OCSPResponse (RFC 6960 section 4.2.1), 0 being successful.
+/// A responder answers a request it cannot use with HTTP 200 and an unsigned error status
+/// (`30 03 0A 01 xx`), so a load test that looked at HTTP alone would count a wrongly encoded
+/// request as served. Only the outer SEQUENCE header and the ENUMERATED are read.
+pub fn ocsp_response_status(der: &[u8]) -> Option<u8> {
+    let (&tag, rest) = der.split_first()?;
+    let (&len, rest) = rest.split_first()?;
+    if tag != 0x30 {
+        return None;
+    }
+    // Short-form length, or long form with up to four length bytes.
+    let skip = match len {
+        0..=0x7f => 0,
+        0x81..=0x84 => usize::from(len & 0x7f),
+        _ => return None,
+    };
+    match rest.get(skip..skip + 3)? {
+        [0x0a, 0x01, status] => Some(*status),
+        _ => None,
+    }
+}
+
 /// A key pair of `key_type` (ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096), generated as the
 /// server does (aws-lc-rs through rcgen).
 pub fn generate_key(key_type: &str) -> Result<rcgen::KeyPair, Error> {
@@ -473,5 +495,25 @@ HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\
             seen[0].0.starts_with("GET /ocsp/MAM%3D HTTP/1.1\r\n") && seen[0].0.contains(&host)
         );
         assert_eq!(seen[1].1, b"0\x01\x00");
+    }
+
+    #[test]
+    fn ocsp_status_is_read_from_short_and_long_forms() {
+        // malformedRequest as responders send it, and the head of a successful answer.
+        assert_eq!(
+            ocsp_response_status(&[0x30, 0x03, 0x0a, 0x01, 0x01]),
+            Some(1)
+        );
+        assert_eq!(
+            ocsp_response_status(&[0x30, 0x82, 0x01, 0xd3, 0x0a, 0x01, 0x00, 0xa0]),
+            Some(0)
+        );
+        assert_eq!(
+            ocsp_response_status(&[0x30, 0x81, 0x90, 0x0a, 0x01, 0x06]),
+            Some(6)
+        );
+        assert_eq!(ocsp_response_status(b"<html>"), None);
+        assert_eq!(ocsp_response_status(&[0x30, 0x82, 0x01]), None);
+        assert_eq!(ocsp_response_status(&[0x30, 0x80, 0x0a, 0x01, 0x00]), None);
     }
 }

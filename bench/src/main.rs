@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use estgate_bench::{
     authority, basic_auth, client_config, encode_request, generate_key, make_csrs, ocsp_get_path,
-    Connection, Error, Response, TlsOptions, TlsVersion,
+    ocsp_response_status, Connection, Error, Response, TlsOptions, TlsVersion,
 };
 use estgate_protocol::transfer;
 use tokio::net::TcpStream;
@@ -25,7 +25,7 @@ enum Mode {
     /// as 200 with application/pkcs7-mime
     Cacerts,
     /// OCSP GET (RFC 6960 A.1) of --ocsp-request under --url (…/ocsp), kept alive; an answer
-    /// counts only as 200 with application/ocsp-response
+    /// counts only as 200 with application/ocsp-response and responseStatus successful
     OcspGet,
     /// OCSP POST of --ocsp-request to --url, kept alive; counted as for ocsp-get
     OcspPost,
@@ -144,6 +144,8 @@ struct Workload {
     requests: Vec<Vec<u8>>,
     /// Besides status 200, the media type an answer must carry.
     media_type: Option<&'static str>,
+    /// The body must be an OCSPResponse with responseStatus successful.
+    ocsp: bool,
     /// A new connection for every request.
     reconnect: bool,
 }
@@ -181,12 +183,14 @@ fn workload(args: &Args, target: &Target) -> Result<Workload, String> {
                     })
                     .collect(),
                 media_type: None,
+                ocsp: false,
                 reconnect: args.mode == Mode::NewConnection,
             }
         }
         Mode::Cacerts => Workload {
             requests: one("GET", &target.path, &[ua], b""),
             media_type: Some("application/pkcs7-mime"),
+            ocsp: false,
             reconnect: false,
         },
         Mode::OcspGet => Workload {
@@ -197,6 +201,7 @@ fn workload(args: &Args, target: &Target) -> Result<Workload, String> {
                 b"",
             ),
             media_type: Some("application/ocsp-response"),
+            ocsp: true,
             reconnect: false,
         },
         Mode::OcspPost => Workload {
@@ -207,6 +212,7 @@ fn workload(args: &Args, target: &Target) -> Result<Workload, String> {
                 &ocsp_der(args)?,
             ),
             media_type: Some("application/ocsp-response"),
+            ocsp: true,
             reconnect: false,
         },
     })
@@ -253,16 +259,29 @@ impl Link {
     }
 }
 
-/// A refused answer in one line: status, type and size, and the text of a textual body.
-fn describe(r: &Response) -> String {
-    let ct = r.header("content-type").unwrap_or("no Content-Type");
-    let mut s = format!("HTTP {} ({ct}, {} bytes)", r.status, r.body.len());
-    if ct.starts_with("text/") || ct.contains("json") {
-        let text = r.body_text();
-        s.push_str(": ");
-        s.push_str(text.trim().chars().take(200).collect::<String>().as_str());
+impl Workload {
+    /// Why `r` does not count as an answer, in one line; None when it does.
+    fn refusal(&self, r: &Response) -> Option<String> {
+        let ct = r.header("content-type").unwrap_or("no Content-Type");
+        let status_ok = r.status == 200 && self.media_type.is_none_or(|m| r.has_media_type(m));
+        if !status_ok {
+            let mut s = format!("HTTP {} ({ct}, {} bytes)", r.status, r.body.len());
+            if ct.starts_with("text/") || ct.contains("json") {
+                s.push_str(": ");
+                s.push_str(&r.body_text().trim().chars().take(200).collect::<String>());
+            }
+            return Some(s);
+        }
+        match ocsp_response_status(&r.body) {
+            _ if !self.ocsp => None,
+            Some(0) => None,
+            Some(status) => Some(format!("OCSP responseStatus {status} (RFC 6960 4.2.1)")),
+            None => Some(format!(
+                "HTTP 200 but not an OCSPResponse ({} bytes)",
+                r.body.len()
+            )),
+        }
     }
-    s
 }
 
 #[derive(Default)]
@@ -361,19 +380,18 @@ async fn main() -> Result<(), String> {
                 };
                 let l = link.insert(l);
                 match l.send(request).await {
-                    Ok(r)
-                        if r.status == 200
-                            && work.media_type.is_none_or(|m| r.has_media_type(m)) =>
-                    {
-                        tally.latencies.push(t.elapsed());
-                        if r.closes_connection() {
+                    Ok(r) => match work.refusal(&r) {
+                        None => {
+                            tally.latencies.push(t.elapsed());
+                            if r.closes_connection() {
+                                link = None;
+                            }
+                        }
+                        Some(why) => {
+                            tally.error(why);
                             link = None;
                         }
-                    }
-                    Ok(r) => {
-                        tally.error(describe(&r));
-                        link = None;
-                    }
+                    },
                     Err(e) => {
                         tally.error(e.to_string());
                         link = None;
@@ -473,5 +491,49 @@ mod tests {
         std::fs::write(&der, b"-----BEGIN").unwrap();
         assert!(workload(&args("ocsp-get"), &target).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_ocsp_answer_counts_only_when_typed_and_successful() {
+        let work = Workload {
+            requests: vec![],
+            media_type: Some("application/ocsp-response"),
+            ocsp: true,
+            reconnect: false,
+        };
+        let answer = |ct: &str, body: &[u8]| {
+            let mut wire = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            wire.extend_from_slice(body);
+            wire
+        };
+        let read = |wire: Vec<u8>| async move {
+            estgate_bench::read_response(&mut tokio::io::BufReader::new(&wire[..]))
+                .await
+                .unwrap()
+        };
+        let good = read(answer(
+            "application/ocsp-response",
+            &[0x30, 0x81, 0x90, 0x0a, 0x01, 0x00],
+        ))
+        .await;
+        assert_eq!(work.refusal(&good), None);
+        let malformed = read(answer(
+            "application/ocsp-response",
+            &[0x30, 0x03, 0x0a, 0x01, 0x01],
+        ))
+        .await;
+        assert!(work
+            .refusal(&malformed)
+            .unwrap()
+            .contains("responseStatus 1"));
+        let html = read(answer("text/html", b"<p>no</p>")).await;
+        assert!(work
+            .refusal(&html)
+            .unwrap()
+            .starts_with("HTTP 200 (text/html"));
     }
 }
