@@ -155,6 +155,27 @@ impl Running {
 
 pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, AppError> {
     prepare_files(config, clock.now())?;
+    // The HTTP listener is bound first: with port 0 (tests) the default public URL names
+    // the port actually bound.
+    let http_listener = match config.http_listen {
+        None => None,
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| AppError::Listen { addr, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| AppError::Listen { addr, source })?;
+            Some((l, bound))
+        }
+    };
+    let mut config = config.clone();
+    if let (Some(listen), Some((_, bound))) = (config.http_listen, &http_listener) {
+        if listen.port() == 0 && config.http_public_url == Some(format!("http://{listen}")) {
+            config.http_public_url = Some(format!("http://{bound}"));
+        }
+    }
+    let config = &config;
     let ca = Arc::new(load_ca(config)?);
     publish_trust_anchor(config, &ca)?;
     let store = open_store(config).await?;
@@ -182,15 +203,9 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
         ra.clone(),
         config.expiry_reminder_days.clone(),
     )));
-    let (http_addr, http_shutdown) = match config.http_listen {
+    let (http_addr, http_shutdown) = match http_listener {
         None => (None, None),
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| AppError::Listen { addr, source })?;
-            let bound = l
-                .local_addr()
-                .map_err(|source| AppError::Listen { addr, source })?;
+        Some((l, bound)) => {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let app = web::http::router(publisher.clone());
             background.push(tokio::spawn(async move {
