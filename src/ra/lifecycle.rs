@@ -28,8 +28,9 @@ const SIGNING_RETRY_AFTER_SECS: u64 = 5;
 pub(super) enum Approval {
     /// The profile needs no approval: issue as usual.
     NotNeeded,
-    /// An administrator approved this order: sign it (on this order, not a new one).
-    Approved(Id),
+    /// An administrator approved this order: sign it (on this order, not a new one), with
+    /// the term and key type that were approved.
+    Approved(Order),
     /// The order's certificate was issued before: answer with the same one.
     AlreadyIssued(Issued),
 }
@@ -79,7 +80,7 @@ impl Ra {
                         "the certificate is being signed; ask again in a moment",
                     ))
                 }
-                OrderStatus::Approved => return Ok(Approval::Approved(order.id)),
+                OrderStatus::Approved => return Ok(Approval::Approved(order)),
                 OrderStatus::Rejected if resend => return Err(rejected(&order)),
                 OrderStatus::Issued if !server_key => {
                     let cert = self
@@ -588,6 +589,18 @@ fn already_decided(order: &Order) -> Error {
             order.status.as_str()
         ),
     )
+}
+
+/// The key type and term an approved order was approved with: what is issued on it,
+/// whatever the requester chooses when collecting it.
+pub(super) fn approved_choice(order: &Order) -> Result<(KeyType, u32), Error> {
+    let key = KeyType::parse(&order.key_type).ok_or_else(|| {
+        Error::internal(format!(
+            "order {} has key type {:?}",
+            order.id, order.key_type
+        ))
+    })?;
+    Ok((key, order.term_years))
 }
 
 /// The request key for an order, as `approval` expects it.

@@ -942,8 +942,6 @@ async fn the_form_waits_for_approval_then_issues_a_pkcs12_on_that_order() {
 }
 
 #[tokio::test]
-#[ignore = "bug: the form issues an approved server-key order with the term and key type \
-            typed when collecting it, not the ones the administrator approved"]
 async fn a_collected_form_order_is_issued_as_it_was_approved() {
     // The administrator approved one year with an EC key; the person must not get another
     // term or key type by choosing them when they come back to collect it: the approved

@@ -194,7 +194,7 @@ impl Ra {
             .await?
         {
             lifecycle::Approval::AlreadyIssued(issued) => return Ok(issued),
-            lifecycle::Approval::Approved(id) => Some(id),
+            lifecycle::Approval::Approved(order) => Some(order.id),
             lifecycle::Approval::NotNeeded => None,
         };
         self.consume_confirmation(confirmation).await?;
@@ -245,12 +245,16 @@ impl Ra {
         };
         // Before any key exists: an order waiting for approval keeps no key (and no CSR,
         // whose key is not the one that will be certified).
-        let order = match self
+        let (order, key_type) = match self
             .approval(&auth, &sha256_hex(&csr.der), key_type, None, &actor)
             .await?
         {
-            lifecycle::Approval::Approved(id) => Some(id),
-            lifecycle::Approval::NotNeeded => None,
+            lifecycle::Approval::Approved(order) => {
+                let (key, term) = lifecycle::approved_choice(&order)?;
+                auth.term_years = term;
+                (Some(order.id), key)
+            }
+            lifecycle::Approval::NotNeeded => (None, key_type),
             lifecycle::Approval::AlreadyIssued(_) => {
                 return Err(Error::internal(
                     "a server-key order answered with a certificate",
@@ -332,7 +336,7 @@ impl Ra {
             }
             SubjectSource::Device => (None, subject.to_string(), vec![subject.to_string()]),
         };
-        let auth = Authorized {
+        let mut auth = Authorized {
             term_years: profile.default_term_years,
             account,
             profile,
@@ -341,12 +345,16 @@ impl Ra {
             confirm_email: None,
         };
         let request = lifecycle::server_key_request(&auth.requester);
-        let order = match self
+        let (order, key_type) = match self
             .approval(&auth, &request, key_type, None, &actor)
             .await?
         {
-            lifecycle::Approval::Approved(id) => Some(id),
-            lifecycle::Approval::NotNeeded => None,
+            lifecycle::Approval::Approved(order) => {
+                let (key, term) = lifecycle::approved_choice(&order)?;
+                auth.term_years = term;
+                (Some(order.id), key)
+            }
+            lifecycle::Approval::NotNeeded => (None, key_type),
             lifecycle::Approval::AlreadyIssued(_) => {
                 return Err(Error::internal(
                     "a server-key order answered with a certificate",
@@ -571,7 +579,7 @@ impl Ra {
             .await?
         {
             lifecycle::Approval::AlreadyIssued(issued) => return Ok(issued),
-            lifecycle::Approval::Approved(id) => Some(id),
+            lifecycle::Approval::Approved(order) => Some(order.id),
             lifecycle::Approval::NotNeeded => None,
         };
         self.issue_on(&auth, &csr, plan, actor, "reenroll", approved)

@@ -102,7 +102,8 @@ pub fn for_person(
             surname: non_empty(&person.last_name),
             organisation: Some(org.name.clone()),
             organisational_unit: department,
-            organization_identifier: org.organization_identifier.clone(),
+            // Only S/MIME types name the registration; other profiles keep their subject.
+            organization_identifier: profile.smime.and(org.organization_identifier.clone()),
         },
         emails: vec![person.email.to_string()],
         dns_names: Vec::new(),

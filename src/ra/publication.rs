@@ -39,6 +39,9 @@ const OCSP_BATCH: u64 = 500;
 /// The responder certificate lives 30 days and is renewed when 7 are left.
 const RESPONDER_LIFETIME_SECS: i64 = 30 * 24 * 3600;
 const RESPONDER_RENEW_SECS: i64 = 7 * 24 * 3600;
+/// How long a shared HTTP cache may keep an OCSP answer: short, so a cached "good" does not
+/// outlive a revocation by long (RFC 5019 §6 lets a responder choose).
+const OCSP_MAX_AGE_SECS: i64 = 60;
 /// In-memory responses kept at most (a bound on memory, not a correctness limit).
 const CACHE_MAX: usize = 100_000;
 
@@ -286,7 +289,7 @@ impl Publisher {
                 let serial = hex::encode_upper(id.serial());
                 if let Some(hit) = self.cached(&serial, now).await? {
                     return Ok(OcspAnswer {
-                        max_age: (hit.next_update - now).max(0),
+                        max_age: (hit.next_update - now).clamp(0, OCSP_MAX_AGE_SECS),
                         der: hit.der,
                     });
                 }
@@ -311,7 +314,7 @@ impl Publisher {
             max_age: if query.nonce.is_some() {
                 0
             } else {
-                OCSP_LIFETIME_SECS
+                OCSP_MAX_AGE_SECS
             },
         })
     }

@@ -744,9 +744,17 @@ impl Ra {
             }
             Err(e) => return Err(e.into()),
         };
+        let mut auth = auth;
+        let mut key_type = key_type;
         let (approved, already) = match approval {
             super::lifecycle::Approval::NotNeeded => (None, None),
-            super::lifecycle::Approval::Approved(id) => (Some(id), None),
+            super::lifecycle::Approval::Approved(order) => {
+                // What the administrator approved is issued, whatever was chosen now.
+                let (key, term) = super::lifecycle::approved_choice(&order)?;
+                key_type = key;
+                auth.term_years = term;
+                (Some(order.id), None)
+            }
             super::lifecycle::Approval::AlreadyIssued(i) => (None, Some(i)),
         };
         match csr {
