@@ -13,6 +13,7 @@ use crate::domain::{
 use crate::store::{AuditEntry, NewAccount, NewEndpoint, NewPerson, NewProfile, Store, StoreError};
 
 pub const ORG: &str = "Example Organisation";
+pub const DEMO_ORGANIZATION_IDENTIFIER: &str = "NTRUS+DE-0000000";
 pub const DOMAIN: &str = "example.org";
 pub const PERSON: &str = "alice@example.org";
 pub const DEVICE: &str = "device-001.example.org";
@@ -47,6 +48,13 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
                 .await?
         }
     };
+    // Sponsor-validated S/MIME certificates name the organisation's registration (S/MIME
+    // BR §7.1.4.2.2): an invented national trade-register number for the example.
+    if org.organization_identifier.is_none() {
+        store
+            .set_organization_identifier(org.id, DEMO_ORGANIZATION_IDENTIFIER)
+            .await?;
+    }
     let email =
         EmailAddress::parse(PERSON).ok_or_else(|| StoreError::Corrupt("demo email".into()))?;
     let secret_id = generate_secret(SECRET_LEN);
@@ -89,10 +97,14 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
                     subject_source: SubjectSource::Person,
                     key_types: all.to_vec(),
                     default_key_type: KeyType::Rsa { bits: 2048 },
-                    terms_years: vec![1, 2, 3],
+                    // S/MIME BR: at most 825 days, so whole years up to two.
+                    terms_years: vec![1, 2],
                     default_term_years: 1,
                     requires_approval: false,
-                    smime: None,
+                    smime: Some(crate::domain::SmimeType {
+                        validation: crate::domain::SmimeValidation::Sponsor,
+                        generation: crate::domain::SmimeGeneration::Multipurpose,
+                    }),
                 })
                 .await?
         }
