@@ -124,10 +124,27 @@ async fn person_enrollment_is_verified_by_openssl_and_x509_parser() {
         openssl_verify(&s, &der, Some("sslclient"));
         openssl_verify(&s, &der, Some("smimesign"));
         let (_, cert) = parse_x509_certificate(&der).unwrap();
+        // The demo's person profile is sponsor-validated S/MIME: the subject names the
+        // organisation's registration (2.5.4.97) and the policy is 2.23.140.1.5.3.2.
         assert_eq!(
             cert.subject().to_string(),
-            "CN=Alice Example, givenName=Alice, surname=Example, O=Example Organisation"
+            format!(
+                "CN=Alice Example, givenName=Alice, surname=Example, O=Example Organisation, \
+                 OID(2.5.4.97)={}",
+                estgate::demo::DEMO_ORGANIZATION_IDENTIFIER
+            )
         );
+        let policy = cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::CertificatePolicies(p) => Some(p.clone()),
+                _ => None,
+            });
+        assert!(policy
+            .expect("a certificatePolicies extension")
+            .iter()
+            .any(|p| p.policy_id.to_id_string() == "2.23.140.1.5.3.2"));
         let san = cert.subject_alternative_name().unwrap().unwrap().value;
         assert_eq!(
             san.general_names,
