@@ -22,7 +22,7 @@ const SHOTS = path.resolve(process.env.E2E_SCREENSHOTS || path.join(here, "scree
 const work = mkdtempSync(path.join(tmpdir(), "estgate-e2e-"));
 const dataDir = path.join(work, "data");
 const inbox = [];
-let smtp, server, serverLog = "", browser, demo;
+let smtp, server, serverLog = "", browser, demo, httpPort;
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -64,7 +64,7 @@ async function waitForMail(to, timeoutMs = 20000) {
   throw new Error(`no email to ${to} within ${timeoutMs} ms; server log:\n${serverLog}`);
 }
 
-function startServer(port, smtpPort) {
+function startServer(port, smtpPort, httpPort) {
   return new Promise((resolve, reject) => {
     const child = spawn(
       BIN,
@@ -77,6 +77,7 @@ function startServer(port, smtpPort) {
           ESTGATE_SMTP_TLS: "none",
           ESTGATE_MAIL_FROM: "Example PKI <pki@example.org>",
           ESTGATE_LOG: "info",
+          ESTGATE_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
         },
         stdio: ["ignore", "pipe", "pipe"],
       },
@@ -155,7 +156,8 @@ before(async () => {
   mkdirSync(SHOTS, { recursive: true });
   smtp = await startSmtp();
   const port = await freePort();
-  server = await startServer(port, smtp.server.address().port);
+  httpPort = await freePort();
+  server = await startServer(port, smtp.server.address().port, httpPort);
   demo = readDemo();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -240,6 +242,44 @@ test("secret ID: sign in, pick the listed account, fix the form, download the .p
 
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("heading", { name: "Request a certificate" }).waitFor();
+  await page.close();
+});
+
+test("a person revokes their own certificate; OCSP then says revoked", async () => {
+  // The certificate the previous test downloaded.
+  writeFileSync(path.join(work, "own.pem"), readFileSync(path.join(work, "leaf.pem")));
+  const serial = openssl(["x509", "-in", "own.pem", "-noout", "-serial"]).trim().split("=")[1];
+  const issuing = execFileSync("curl", ["-s", "--max-time", "10", `http://127.0.0.1:${httpPort}/ca.cer`]);
+  writeFileSync(path.join(work, "issuing.der"), issuing);
+  openssl(["x509", "-inform", "DER", "-in", "issuing.der", "-out", "issuing.pem"]);
+  const ocsp = () => spawnSync("openssl", [
+    "ocsp", "-issuer", "issuing.pem", "-cert", "own.pem",
+    "-url", `http://127.0.0.1:${httpPort}/ocsp`, "-CAfile", path.join(dataDir, "ca.pem"),
+  ], { cwd: work, encoding: "utf8" });
+  assert.match(ocsp().stdout, /own\.pem: good/);
+
+  const page = await newPage();
+  const staff = demo.accounts.staff;
+  await page.goto(demo.enrollUrl);
+  await page.fill("#sid-email", staff.username);
+  await page.fill("#sid-secret", staff.password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(/\/account$/);
+  await page.getByRole("link", { name: "My certificates" }).first().click();
+  await page.getByRole("heading", { name: "My certificates" }).waitFor();
+  await page.getByRole("button", { name: `Revoke certificate ${serial}` }).click();
+  await page.getByRole("heading", { name: "Revoke certificate" }).waitFor();
+  assert.ok(await page.getByText("This cannot be undone.").isVisible());
+  await page.locator('input[name="reason"][value="keyCompromise"]').check();
+  await shot(page, "06b-revoke-confirm");
+  await page.getByRole("button", { name: "Revoke this certificate" }).click();
+  await page.getByRole("heading", { name: "Certificate revoked" }).waitFor();
+  await shot(page, "06c-revoked");
+
+  const after = ocsp();
+  assert.match(after.stdout, /own\.pem: revoked/, after.stdout + after.stderr);
+  assert.match(after.stdout, /keyCompromise/);
+  assert.match(after.stdout + after.stderr, /Response verify OK/);
   await page.close();
 });
 
