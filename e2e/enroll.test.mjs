@@ -283,6 +283,65 @@ test("a person revokes their own certificate; OCSP then says revoked", async () 
   await page.close();
 });
 
+test("approval: the request waits, the CLI approves, the emailed link leads back to the .p12", async () => {
+  const cli = (...args) => execFileSync(BIN, ["--data-dir", dataDir, ...args], { encoding: "utf8" });
+  cli("profile", "add", "held", "--subject", "person", "--requires-approval",
+    "--smime-type", "sponsor", "--terms", "1", "--key-types", "ec-p256,rsa-2048");
+  cli("account", "add", "Held", "--org", "Example Organisation", "--endpoint", "Example self-enrollment",
+    "--profile", "held", "--authorization", "access-code", "--access-code", "held-code-12345",
+    "--csr-method", "server", "--label", "held");
+  const staff = demo.accounts.staff;
+  const password = "approved and collected";
+  const request = async (page) => {
+    await page.fill("#sid-email", staff.username);
+    await page.fill("#sid-secret", staff.password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.waitForURL(/\/account$/);
+    await page.fill("#access-code", "held-code-12345");
+    await page.getByRole("button", { name: "Continue with this code" }).click();
+    await page.waitForURL(/\/form$/);
+    await page.fill("#password", password);
+    await page.fill("#password-confirmation", password);
+    await page.getByLabel("I have read and accept the agreement").check();
+  };
+
+  const page = await newPage();
+  await page.goto(demo.enrollUrl);
+  await request(page);
+  await page.getByRole("button", { name: "Request certificate" }).click();
+  await page.getByText("needs an administrator's approval").waitFor();
+  await shot(page, "06d-pending");
+  const pending = cli("order", "list", "--pending").trim().split("\n").slice(1);
+  assert.equal(pending.length, 1, pending.join("\n"));
+  const id = pending[0].trim().split(/\s+/)[0];
+  cli("order", "approve", id);
+  await page.close();
+
+  // The person is mailed that the request was approved, with the way back to the form.
+  const deadline = Date.now() + 20000;
+  let mail;
+  while (!mail && Date.now() < deadline) {
+    mail = inbox.find((m) => (m.to?.text || "").includes(staff.username) && /approved/i.test(m.subject || ""));
+    if (!mail) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(mail, `no approval email; server log:\n${serverLog}`);
+  const link = /https?:\/\/\S+\/enroll\/[0-9A-Za-z]+/.exec(mail.text)[0];
+
+  const back = await newPage();
+  await back.goto(link);
+  await request(back);
+  const downloadP = back.waitForEvent("download");
+  await back.getByRole("button", { name: "Request certificate" }).click();
+  const download = await downloadP;
+  const file = path.join(work, "held.p12");
+  await download.saveAs(file);
+  await back.getByRole("heading", { name: "Your certificate is ready" }).waitFor();
+  checkP12(file, password, "Alice");
+  const listed = cli("order", "list");
+  assert.match(listed, new RegExp(`^${id}\\s+issued`, "m"), listed);
+  await back.close();
+});
+
 test("email confirmation: the mailed link, an access code, a new person, legacy .p12", async () => {
   const page = await newPage();
   const visitors = demo.accounts.visitors;
