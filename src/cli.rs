@@ -291,7 +291,8 @@ pub enum CertCmd {
         #[arg(long, conflicts_with_all = ["serial", "person"])]
         account: Option<String>,
         /// unspecified, keyCompromise, affiliationChanged, superseded,
-        /// cessationOfOperation, certificateHold, privilegeWithdrawn
+        /// cessationOfOperation, privilegeWithdrawn (certificateHold is refused: certificates
+        /// are revoked, never suspended)
         #[arg(long, default_value = "unspecified")]
         reason: String,
     },

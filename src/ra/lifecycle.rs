@@ -496,6 +496,15 @@ impl Ra {
         actor: Actor,
     ) -> Result<CertificateRecord, Error> {
         let now = self.clock.now();
+        if reason == RevocationReason::CertificateHold {
+            // A hold is a revocation that may be lifted; the CA/Browser Forum S/MIME and TLS
+            // BRs prohibit it (pkilint's BR CRL lint rejects the reason code), and estgate
+            // never lifts one.
+            return Err(Error::malformed(
+                "certificateHold is not offered: a certificate cannot be suspended, only revoked \
+                 (use privilegeWithdrawn or another reason)",
+            ));
+        }
         if cert.status == CertStatus::Revoked {
             return Err(Error::new(
                 ErrorKind::AlreadyUsed,

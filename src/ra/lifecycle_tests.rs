@@ -1400,3 +1400,17 @@ async fn reenrollment_refuses_a_profile_the_account_no_longer_offers() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_hold_is_refused_and_changes_nothing() {
+    let w = world().await;
+    let a = w.issue("staff", "alice@example.org").await;
+    let e =
+        w.ra.revoke_serial(&a.serial, RevocationReason::CertificateHold, admin())
+            .await
+            .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Malformed);
+    assert!(e.message.contains("certificateHold"), "{}", e.message);
+    assert_eq!(w.status(&a.serial).await, CertStatus::Valid);
+    assert!(w.mailed().await.is_empty());
+}
