@@ -109,13 +109,14 @@ async fn crl_and_ocsp_show_a_revocation_at_once() {
     let (_, cert) = parse_x509_certificate(&leaf).unwrap();
     let serial = cert.raw_serial_as_string().replace(':', "").to_uppercase();
 
-    // The certificate names the listener in its CDP and AIA.
+    // The certificate names the public HTTP base in its CDP and AIA.
     let text = openssl(&["x509", "-in", "leaf.pem", "-noout", "-text"], dir.path());
+    let public = crate::support::PUBLIC_HTTP;
+    assert!(text.contains(&format!("URI:{public}/crl")), "{text}");
+    assert!(text.contains(&format!("OCSP - URI:{public}/ocsp")), "{text}");
     let base = format!("http://{}", s.http_addr());
-    assert!(text.contains(&format!("URI:{base}/crl")), "{text}");
-    assert!(text.contains(&format!("OCSP - URI:{base}/ocsp")), "{text}");
     assert!(
-        text.contains(&format!("CA Issuers - URI:{base}/ca.cer")),
+        text.contains(&format!("CA Issuers - URI:{public}/ca.cer")),
         "{text}"
     );
 

@@ -17,6 +17,9 @@ pub struct Server {
     pub dir: tempfile::TempDir,
 }
 
+/// The public base URL the test server's certificates carry for CRL, OCSP and caIssuers.
+pub const PUBLIC_HTTP: &str = "http://pki.example.org";
+
 pub async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let db = estgate::testing::database_url(dir.path()).await.unwrap();
@@ -26,7 +29,14 @@ pub async fn start() -> Server {
         // The plain-HTTP listener (CRL, caIssuers, OCSP) on a free port.
         http_listen: Some("127.0.0.1:0".into()),
     };
-    let env = move |k: &str| (k == "ESTGATE_DATABASE_URL").then(|| db.clone());
+    // Certificates name a public host, as in production: pkilint refuses loopback URLs in
+    // S/MIME certificates (cabf.internal_domain_name). OCSP and CRL fetches in the tests go
+    // to the bound address.
+    let env = move |k: &str| match k {
+        "ESTGATE_DATABASE_URL" => Some(db.clone()),
+        "ESTGATE_HTTP_PUBLIC_URL" => Some(PUBLIC_HTTP.to_string()),
+        _ => None,
+    };
     let config = Config::load(None, env, &overrides).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     app::prepare_files(&config, clock.now()).unwrap();
@@ -110,8 +120,22 @@ pub fn pem(der: &[u8]) -> String {
     estgate::ca::pem_certificate(der)
 }
 
+/// With `ESTGATE_LINT_DIR` set (`.ci/run` sets it), keeps a certificate the tests received
+/// for `conformance/lint-certs`, which runs pkilint over all of them after the tests.
+pub fn keep_for_lint(der: &[u8]) {
+    if let Some(dir) = std::env::var_os("ESTGATE_LINT_DIR") {
+        let dir = PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(
+            dir.join(format!("{}.der", estgate::ra::sha256_hex(der))),
+            der,
+        );
+    }
+}
+
 /// `openssl verify` of `leaf` against the server's root with the issuing CA as intermediate.
 pub fn openssl_verify(server: &Server, leaf_der: &[u8], purpose: Option<&str>) {
+    keep_for_lint(leaf_der);
     let leaf = server
         .dir
         .path()
@@ -154,5 +178,6 @@ pub fn single_cert(resp: &Response) -> Vec<u8> {
     let der = estgate_protocol::transfer::decode_base64(&resp.body).unwrap();
     let mut certs = estgate_protocol::pkcs7::parse_certs_only(&der).unwrap();
     assert_eq!(certs.len(), 1);
+    keep_for_lint(&certs[0]);
     certs.remove(0)
 }
