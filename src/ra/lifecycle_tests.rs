@@ -1414,3 +1414,48 @@ async fn a_hold_is_refused_and_changes_nothing() {
     assert_eq!(w.status(&a.serial).await, CertStatus::Valid);
     assert!(w.mailed().await.is_empty());
 }
+
+#[tokio::test]
+async fn an_expiry_reminder_is_queued_once_per_certificate_and_threshold() {
+    let w = world().await;
+    let a = w.issue("staff", "alice@example.org").await;
+    let cert = w.certificate(&a.serial).await;
+    let order = w.store.order(cert.order_id).await.unwrap();
+    let days = [30, 7, 1];
+    // Not yet within 30 days: nothing.
+    assert_eq!(w.ra.queue_expiry_reminders(&days).await.unwrap(), 0);
+    w.clock
+        .advance(cert.not_after - w.clock.now() - 20 * 86_400);
+    assert_eq!(w.ra.queue_expiry_reminders(&days).await.unwrap(), 1);
+    // Again, and from a second process on the same database: the unique key refuses it.
+    assert_eq!(w.ra.queue_expiry_reminders(&days).await.unwrap(), 0);
+    let other = Ra::new(w.store.clone(), w.ra.ca.clone(), w.clock.clone());
+    assert_eq!(other.queue_expiry_reminders(&days).await.unwrap(), 0);
+    let reminder = mail(
+        "expiry-reminder",
+        "alice@example.org",
+        Some(order.id),
+        Some(cert.id),
+    );
+    assert_eq!(w.mailed().await, vec![reminder.clone()]);
+    // Housekeeping keeps the sent reminder's row, so it is not queued again a week later.
+    w.clock.advance(8 * 86_400);
+    let now = w.clock.now();
+    w.store.sweep_expired(now, now - 7 * 86_400).await.unwrap();
+    assert_eq!(w.ra.queue_expiry_reminders(&days).await.unwrap(), 0);
+    // Five days before: the 7-day reminder, once.
+    w.clock.advance(7 * 86_400);
+    assert_eq!(
+        w.ra.queue_expiry_reminders(&days).await.unwrap(),
+        1,
+        "the 7-day one"
+    );
+    assert_eq!(w.ra.queue_expiry_reminders(&days).await.unwrap(), 0);
+    assert_eq!(w.mailed().await, vec![reminder]);
+    // A revoked certificate is not reminded of.
+    w.ra.revoke_serial(&a.serial, RevocationReason::Superseded, admin())
+        .await
+        .unwrap();
+    w.clock.advance(4 * 86_400 + 3_600);
+    assert_eq!(w.ra.queue_expiry_reminders(&days).await.unwrap(), 0);
+}
