@@ -113,7 +113,10 @@ async fn crl_and_ocsp_show_a_revocation_at_once() {
     let text = openssl(&["x509", "-in", "leaf.pem", "-noout", "-text"], dir.path());
     let public = crate::support::PUBLIC_HTTP;
     assert!(text.contains(&format!("URI:{public}/crl")), "{text}");
-    assert!(text.contains(&format!("OCSP - URI:{public}/ocsp")), "{text}");
+    assert!(
+        text.contains(&format!("OCSP - URI:{public}/ocsp")),
+        "{text}"
+    );
     let base = format!("http://{}", s.http_addr());
     assert!(
         text.contains(&format!("CA Issuers - URI:{public}/ca.cer")),
