@@ -112,6 +112,29 @@ impl Ra {
         Err(waiting())
     }
 
+    /// The approval gate for a key the server is about to make: the approved order to sign
+    /// on, if any, and the key type to generate. An approved order's key type and term are
+    /// what the administrator approved, whatever the requester asks for now.
+    pub(super) async fn server_key_approval(
+        &self,
+        auth: &mut Authorized,
+        request: &str,
+        key_type: KeyType,
+        actor: &Actor,
+    ) -> Result<(Option<Id>, KeyType), Error> {
+        match self.approval(auth, request, key_type, None, actor).await? {
+            Approval::NotNeeded => Ok((None, key_type)),
+            Approval::Approved(order) => {
+                let (key, term) = approved_choice(&order)?;
+                auth.term_years = term;
+                Ok((Some(order.id), key))
+            }
+            Approval::AlreadyIssued(_) => Err(Error::internal(
+                "a server-key order answered with a certificate",
+            )),
+        }
+    }
+
     /// An order that waits for approval: recorded, audited and announced to the approvers;
     /// nothing signed and, for server-made keys, nothing generated.
     pub(super) async fn record_for_approval(

@@ -245,22 +245,9 @@ impl Ra {
         };
         // Before any key exists: an order waiting for approval keeps no key (and no CSR,
         // whose key is not the one that will be certified).
-        let (order, key_type) = match self
-            .approval(&auth, &sha256_hex(&csr.der), key_type, None, &actor)
-            .await?
-        {
-            lifecycle::Approval::Approved(order) => {
-                let (key, term) = lifecycle::approved_choice(&order)?;
-                auth.term_years = term;
-                (Some(order.id), key)
-            }
-            lifecycle::Approval::NotNeeded => (None, key_type),
-            lifecycle::Approval::AlreadyIssued(_) => {
-                return Err(Error::internal(
-                    "a server-key order answered with a certificate",
-                ))
-            }
-        };
+        let (order, key_type) = self
+            .server_key_approval(&mut auth, &sha256_hex(&csr.der), key_type, &actor)
+            .await?;
         let key = self.generate_key(key_type).await?;
         csr.key = key_type;
         csr.spki_der = key.spki_der.clone();
@@ -345,22 +332,9 @@ impl Ra {
             confirm_email: None,
         };
         let request = lifecycle::server_key_request(&auth.requester);
-        let (order, key_type) = match self
-            .approval(&auth, &request, key_type, None, &actor)
-            .await?
-        {
-            lifecycle::Approval::Approved(order) => {
-                let (key, term) = lifecycle::approved_choice(&order)?;
-                auth.term_years = term;
-                (Some(order.id), key)
-            }
-            lifecycle::Approval::NotNeeded => (None, key_type),
-            lifecycle::Approval::AlreadyIssued(_) => {
-                return Err(Error::internal(
-                    "a server-key order answered with a certificate",
-                ))
-            }
-        };
+        let (order, key_type) = self
+            .server_key_approval(&mut auth, &request, key_type, &actor)
+            .await?;
         let key = self.generate_key(key_type).await?;
         // The plan is built from a request of the administrator's making, so the same
         // policy code decides as for EST.
