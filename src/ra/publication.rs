@@ -93,7 +93,7 @@ impl From<PublishError> for Error {
 }
 
 impl Publisher {
-    /// Issues this process's responder certificate and makes sure a CRL exists.
+    /// Issues this process's responder certificate.
     pub async fn start(
         ca: Arc<Ca>,
         store: Store,
@@ -114,7 +114,9 @@ impl Publisher {
             crl_turn: Mutex::new(()),
             seen_until: Mutex::new(seen_until),
         });
-        p.tick().await?;
+        // The first round runs in `run`, whose interval fires at once; start-up does not
+        // wait for it (a CRL is signed on demand if none exists, and an OCSP request that
+        // finds no pre-signed answer is signed when it comes).
         Ok(p)
     }
 
