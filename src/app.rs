@@ -33,6 +33,8 @@ pub enum AppError {
     Mail(#[from] MailError),
     #[error("publishing CRL and OCSP: {0}")]
     Publish(String),
+    #[error("admin seal key {0}: {1}")]
+    SealKey(String, String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -86,6 +88,33 @@ fn publish_trust_anchor(config: &Config, ca: &Ca) -> Result<(), AppError> {
         crate::ca::dev::write_new(&config.trust_anchor, pem.as_bytes(), 0o644)?;
     }
     Ok(())
+}
+
+/// The key that seals administrators' TOTP secrets: `admin-seal.key` in the data directory
+/// (32 random bytes, mode 0600), made on first use. Processes sharing one PostgreSQL
+/// database must share this file, as they share the CA key.
+pub fn load_seal_key(config: &Config) -> Result<crate::ra::admin::SealKey, AppError> {
+    let path = config.data_dir.join("admin-seal.key");
+    if !path.exists() {
+        let mut key = [0u8; 32];
+        aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut key)
+            .map_err(|_| AppError::SealKey(path.display().to_string(), "no randomness".into()))?;
+        if let Err(e) = crate::ca::dev::write_new(&path, &key, 0o600) {
+            // Another process may have made it a moment ago; read that one.
+            if !path.exists() {
+                return Err(AppError::SealKey(path.display().to_string(), e.to_string()));
+            }
+        }
+    }
+    let bytes = std::fs::read(&path)
+        .map_err(|e| AppError::SealKey(path.display().to_string(), e.to_string()))?;
+    let key: [u8; 32] = bytes.try_into().map_err(|_| {
+        AppError::SealKey(
+            path.display().to_string(),
+            "must hold exactly 32 bytes".into(),
+        )
+    })?;
+    Ok(crate::ra::admin::SealKey::from_bytes(key))
 }
 
 /// The CA as configured: with the public HTTP base URL, every certificate carries its CRL
@@ -197,7 +226,8 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
     let ra = Ra::new(store.clone(), ca.clone(), clock.clone())
         .with_email_link_ttl(config.mail.link_ttl_secs)
         .with_approvers(config.approver_emails.clone())
-        .with_publisher(publisher.clone());
+        .with_publisher(publisher.clone())
+        .with_seal_key(load_seal_key(config)?);
     let mut background = vec![tokio::spawn(publisher.clone().run())];
     background.push(tokio::spawn(reminders(
         ra.clone(),

@@ -377,7 +377,7 @@ pub async fn admin(cli: &Cli, config: &Config) -> Result<(), CliError> {
     let admin = Admin {
         store,
         clock: Arc::new(SystemClock),
-        actor: Actor::cli(),
+        actor: cli_actor(),
     };
     admin.run(&cli.command).await
 }
@@ -389,7 +389,8 @@ fn ra_for(config: &Config, store: Store) -> Result<crate::ra::Ra, CliError> {
     let ca = crate::app::load_ca(config).map_err(err)?;
     Ok(
         crate::ra::Ra::new(store, std::sync::Arc::new(ca), Arc::new(SystemClock))
-            .with_approvers(config.approver_emails.clone()),
+            .with_approvers(config.approver_emails.clone())
+            .with_seal_key(crate::app::load_seal_key(config).map_err(err)?),
     )
 }
 
@@ -429,7 +430,7 @@ async fn order(ra: &crate::ra::Ra, c: &OrderCmd) -> Result<(), CliError> {
         }
         OrderCmd::Approve { id, reason } => {
             let o = ra
-                .approve(*id, Actor::cli(), reason.clone())
+                .approve(*id, cli_actor(), reason.clone())
                 .await
                 .map_err(err)?;
             println!("order {} approved: now {}", o.id, o.status);
@@ -437,7 +438,7 @@ async fn order(ra: &crate::ra::Ra, c: &OrderCmd) -> Result<(), CliError> {
         }
         OrderCmd::Reject { id, reason } => {
             let o = ra
-                .reject(*id, Actor::cli(), reason.clone())
+                .reject(*id, cli_actor(), reason.clone())
                 .await
                 .map_err(err)?;
             println!("order {} rejected", o.id);
@@ -468,17 +469,17 @@ async fn revoke(ra: &crate::ra::Ra, c: &CertCmd) -> Result<(), CliError> {
     })?;
     let serials = match (serial, person, account) {
         (Some(s), None, None) => vec![
-            ra.revoke_serial(s, reason, Actor::cli())
+            ra.revoke_serial(s, reason, cli_actor())
                 .await
                 .map_err(err)?
                 .serial,
         ],
         (None, Some(p), None) => ra
-            .revoke_person(p, reason, Actor::cli())
+            .revoke_person(p, reason, cli_actor())
             .await
             .map_err(err)?,
         (None, None, Some(a)) => ra
-            .revoke_account(a, reason, Actor::cli())
+            .revoke_account(a, reason, cli_actor())
             .await
             .map_err(err)?,
         _ => {
@@ -532,7 +533,7 @@ async fn issue_p12(
     ra.check_pkcs12_password(&account, password.expose())
         .map_err(err)?;
     let issued = ra
-        .issue_with_server_key_as_admin(account, subject, key_type, Actor::cli())
+        .issue_with_server_key_as_admin(account, subject, key_type, cli_actor())
         .await
         .map_err(err)?;
     let file = ra
@@ -636,6 +637,7 @@ impl Admin {
             action: action.into(),
             object,
             detail,
+            ..Default::default()
         };
         self.store
             .audit(&entry, self.clock.now())
@@ -1210,4 +1212,9 @@ impl Admin {
         }
         Ok(())
     }
+}
+
+/// The local operator, as the audit trail records them.
+fn cli_actor() -> Actor {
+    Actor::operator(&std::env::var("ESTGATE_OPERATOR").unwrap_or_else(|_| "operator".into()))
 }

@@ -198,10 +198,11 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
     store
         .audit(
             &AuditEntry {
-                actor: Actor::cli(),
+                actor: Actor::operator("demo"),
                 action: "demo.seed".into(),
                 object: format!("organisation {}", org.id),
                 detail: "demo data seeded; demo secrets reset".into(),
+                ..Default::default()
             },
             now,
         )

@@ -15,7 +15,10 @@ pub enum ErrorKind {
     /// Authenticated, but policy forbids it.
     Forbidden,
     NotFound,
+    /// A conflict with the current state: already used, or a name taken by another object.
     AlreadyUsed,
+    /// `If-Match` names a version that is no longer current (a lost update).
+    PreconditionFailed,
     Expired,
     /// Accepted, come back later (approval, email confirmation).
     Pending {
@@ -40,6 +43,9 @@ pub enum ErrorKind {
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
+    /// The request field at fault, when one is (JSON pointer-like path: `email`,
+    /// `profiles[1]`); the admin API's problem documents name it.
+    pub field: Option<String>,
 }
 
 impl Error {
@@ -47,7 +53,24 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            field: None,
         }
+    }
+
+    /// The same error, naming the request field at fault.
+    pub fn at(mut self, field: impl Into<String>) -> Error {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// A malformed value of one named field.
+    pub fn invalid(field: &str, m: impl Into<String>) -> Error {
+        Error::malformed(m).at(field)
+    }
+
+    /// A name or value already taken, naming the object that holds it.
+    pub fn conflict(m: impl Into<String>) -> Error {
+        Error::new(ErrorKind::AlreadyUsed, m)
     }
 
     pub fn malformed(m: impl Into<String>) -> Error {

@@ -9,6 +9,7 @@ mod m0001_initial;
 mod m0002_account_pkcs12_encryption;
 mod m0003_self_enrollment;
 mod m0004_lifecycle;
+mod m0005_administration;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_account_pkcs12_encryption::Migration),
             Box::new(m0003_self_enrollment::Migration),
             Box::new(m0004_lifecycle::Migration),
+            Box::new(m0005_administration::Migration),
         ]
     }
 }

@@ -4,6 +4,7 @@ mod secret;
 
 use std::fmt;
 
+pub use admin::{Admin, ApiKeyRecord, AuditEvent, ChainBreak, PersonStatus, Role};
 pub use estgate_protocol::KeyAlgorithm as KeyType;
 pub use secret::{
     generate_secret, hash_secret, hash_token, recently_verified, verify_secret, Secret, SecretHash,
@@ -125,6 +126,9 @@ macro_rules! str_enum {
         }
     };
 }
+
+// After the macro, which it uses.
+mod admin;
 
 str_enum!(
     /// Where a certificate's subject comes from.
@@ -281,6 +285,8 @@ pub struct Organisation {
     /// S/MIME BR §7.1.4.2.2 organizationIdentifier (e.g. `LEIXG-…`, `VATDE-…`), required by
     /// organization- and sponsor-validated profiles.
     pub organization_identifier: Option<String>,
+    /// Optimistic lock for edits (`ETag`).
+    pub version: i64,
 }
 
 impl Organisation {
@@ -295,6 +301,7 @@ pub struct Department {
     pub id: Id,
     pub organisation_id: Id,
     pub name: String,
+    pub version: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -307,6 +314,8 @@ pub struct Person {
     pub middle_name: String,
     pub last_name: String,
     pub secret_id_hash: Option<SecretHash>,
+    pub status: PersonStatus,
+    pub version: i64,
 }
 
 impl Person {
@@ -332,6 +341,7 @@ pub struct Profile {
     pub requires_approval: bool,
     /// Person profiles: the S/MIME BR type their certificates claim.
     pub smime: Option<SmimeType>,
+    pub version: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -345,6 +355,7 @@ pub struct Endpoint {
     pub help_link_target: String,
     pub help_text: String,
     pub eula_text: String,
+    pub version: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -363,6 +374,7 @@ pub struct Account {
     pub pkcs12_encryption: Pkcs12Encryption,
     /// In the account's order; the first is the one EST uses.
     pub profile_ids: Vec<Id>,
+    pub version: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -446,18 +458,25 @@ pub struct WebSession {
 }
 
 /// Who did something and from where, for the audit trail.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Actor {
     pub name: String,
     pub source: String,
+    /// The administrator's role, when an administrator acted.
+    pub role: Option<Role>,
+    /// The request that caused it (the `X-Request-Id` the server logged).
+    pub request_id: Option<String>,
 }
 
 impl Actor {
-    pub fn cli() -> Actor {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    /// The operator at the server's command line, named by `--operator` or the
+    /// configuration (never taken from `$USER`, which says nothing to an auditor).
+    pub fn operator(name: &str) -> Actor {
         Actor {
-            name: format!("cli:{user}"),
+            name: format!("cli:{name}"),
             source: "local".into(),
+            role: Some(Role::Mrao),
+            request_id: None,
         }
     }
 }

@@ -167,6 +167,7 @@ impl Ra {
                 auth.term_years,
                 auth.requester
             ),
+            ..Default::default()
         };
         let notices: Vec<Notice> = self
             .approvers
@@ -296,6 +297,7 @@ impl Ra {
                 order.requester,
                 reason.as_deref().unwrap_or("")
             ),
+            ..Default::default()
         };
         if !self
             .store
@@ -561,6 +563,7 @@ impl Ra {
             action: "certificate.revoked".into(),
             object: format!("certificate {}", cert.serial),
             detail: format!("serial={} reason={}", cert.serial, reason.as_str()),
+            ..Default::default()
         };
         if !self
             .store

@@ -219,6 +219,7 @@ fn admin() -> Actor {
     Actor {
         name: "admin".into(),
         source: "cli".into(),
+        ..Default::default()
     }
 }
 
@@ -614,6 +615,7 @@ async fn two_approvals_of_one_order_sign_it_once() {
             let actor = Actor {
                 name: name.into(),
                 source: "cli".into(),
+                ..Default::default()
             };
             tokio::spawn(async move { ra.approve(order.id, actor, None).await })
         };
@@ -697,6 +699,7 @@ async fn a_decided_order_cannot_be_decided_again() {
     let other = Actor {
         name: "other-admin".into(),
         source: "cli".into(),
+        ..Default::default()
     };
     for (id, status) in [(orders[0].id, "issued"), (orders[1].id, "rejected")] {
         for approve in [true, false] {
@@ -1049,11 +1052,14 @@ async fn an_administrator_revokes_by_serial_in_any_case_once() {
     );
     assert_eq!(
         w.store
-            .audit_events()
+            .audit_events(&crate::store::AuditFilter {
+                limit: 10_000,
+                ..Default::default()
+            })
             .await
             .unwrap()
             .iter()
-            .filter(|e| e.2 == "certificate.revoked")
+            .filter(|e| e.action == "certificate.revoked")
             .count(),
         1
     );
@@ -1063,6 +1069,7 @@ async fn an_administrator_revokes_by_serial_in_any_case_once() {
     let other = Actor {
         name: "other-admin".into(),
         source: "cli".into(),
+        ..Default::default()
     };
     let e = refusal(
         w.ra.revoke_serial(&a.serial, RevocationReason::Superseded, other)
@@ -1207,6 +1214,7 @@ async fn a_person_revokes_only_their_own_certificate_for_an_offered_reason() {
     let me = Actor {
         name: "alice@example.org".into(),
         source: SRC.into(),
+        ..Default::default()
     };
 
     // Another person's certificate, and one that does not exist: the same answer.

@@ -2,6 +2,7 @@
 //! (authorization), what may be issued (policy → `IssuancePlan`), and the issuance cycle
 //! (record intent → sign → store).
 
+pub mod admin;
 mod lifecycle;
 mod plan;
 pub mod publication;
@@ -55,6 +56,8 @@ pub struct Ra {
     approvers: Vec<EmailAddress>,
     /// Publishes revocations (CRL, OCSP) when this process serves them.
     publisher: Option<Arc<publication::Publisher>>,
+    /// Seals administrators' TOTP secrets (a file in the data directory).
+    seal_key: Option<admin::SealKey>,
 }
 
 /// A certificate for a key the server generated; the key exists only in this value.
@@ -96,11 +99,17 @@ impl Ra {
             email_link_ttl: 60 * 60,
             approvers: Vec::new(),
             publisher: None,
+            seal_key: None,
         }
     }
 
     pub fn with_approvers(mut self, approvers: Vec<EmailAddress>) -> Ra {
         self.approvers = approvers;
+        self
+    }
+
+    pub fn with_seal_key(mut self, key: admin::SealKey) -> Ra {
+        self.seal_key = Some(key);
         self
     }
 
@@ -187,6 +196,7 @@ impl Ra {
         let actor = Actor {
             name: auth.requester.clone(),
             source: source.to_string(),
+            ..Default::default()
         };
         let request = sha256_hex(&csr.der);
         let order = match self
@@ -242,6 +252,7 @@ impl Ra {
         let actor = Actor {
             name: auth.requester.clone(),
             source: source.to_string(),
+            ..Default::default()
         };
         // Before any key exists: an order waiting for approval keeps no key (and no CSR,
         // whose key is not the one that will be certified).
@@ -546,6 +557,7 @@ impl Ra {
         let actor = Actor {
             name: format!("tls-client:{}", record.serial),
             source: source.to_string(),
+            ..Default::default()
         };
         let request = sha256_hex(&csr.der);
         let approved = match self
@@ -724,6 +736,7 @@ impl Ra {
             action: format!("{action}.intent"),
             object: String::new(),
             detail: detail.clone(),
+            ..Default::default()
         };
         let order_id = match approved {
             None => {
@@ -765,6 +778,7 @@ impl Ra {
             action: format!("{action}.issued"),
             object: String::new(),
             detail,
+            ..Default::default()
         };
         // Orders that waited for approval tell the person when the certificate exists.
         let mut notices = Vec::new();

@@ -379,10 +379,12 @@ async fn issue_responder(
                 actor: crate::domain::Actor {
                     name: "system".into(),
                     source: "local".into(),
+                    ..Default::default()
                 },
                 action: "ocsp-responder.issued".into(),
                 object: format!("ocsp-responder {}", hex::encode_upper(responder.serial())),
                 detail: format!("not_after={}", responder.not_after()),
+                ..Default::default()
             },
             now,
         )

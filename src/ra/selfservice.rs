@@ -721,6 +721,7 @@ impl Ra {
         let actor = Actor {
             name: form.email.to_string(),
             source: source.to_string(),
+            ..Default::default()
         };
         // Approval (lifecycle.rs): a CSR is its own request; a server-made key is asked for
         // by the person, and generated only once the order is approved and they are back.
@@ -913,6 +914,7 @@ impl Ra {
         let actor = Actor {
             name: session.email.to_string(),
             source: source.to_string(),
+            ..Default::default()
         };
         self.revoke_own(person_id, certificate_id, reason, actor)
             .await
@@ -1031,10 +1033,12 @@ impl Ra {
                     actor: Actor {
                         name: actor.to_string(),
                         source: source.to_string(),
+                        ..Default::default()
                     },
                     action: action.to_string(),
                     object: String::new(),
                     detail: detail.to_string(),
+                    ..Default::default()
                 },
                 self.clock.now(),
             )

@@ -243,11 +243,14 @@ impl World {
 
     async fn audited(&self, action: &str) -> usize {
         self.store
-            .audit_events()
+            .audit_events(&crate::store::AuditFilter {
+                limit: 10_000,
+                ..Default::default()
+            })
             .await
             .unwrap()
             .iter()
-            .filter(|e| e.2 == action)
+            .filter(|e| e.action == action)
             .count()
     }
 
@@ -752,13 +755,20 @@ async fn a_secret_id_signs_in_a_person_on_record() {
     );
     assert_eq!(s.auth_type, AuthType::SecretId);
     assert_eq!(s.expires_at, T0 + SESSION_TTL_SECS);
-    let events = w.store.audit_events().await.unwrap();
-    let (_, actor, action, _, detail, source) = events.last().unwrap();
+    let events = w
+        .store
+        .audit_events(&crate::store::AuditFilter {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let e = events.last().unwrap();
     assert_eq!(
-        (actor.as_str(), action.as_str(), source.as_str()),
+        (e.actor.as_str(), e.action.as_str(), e.source.as_str()),
         ("alice@example.org", "web.sign-in", SRC)
     );
-    assert!(detail.contains("method=secret-id"), "{detail}");
+    assert!(e.detail.contains("method=secret-id"), "{}", e.detail);
 }
 
 #[tokio::test]

@@ -305,11 +305,14 @@ async fn person_certificate_comes_from_the_person_record() {
     assert_eq!(order.requester, "alice@example.org");
     let actions: Vec<String> = w
         .store
-        .audit_events()
+        .audit_events(&crate::store::AuditFilter {
+            limit: 10_000,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.2)
+        .map(|e| e.action)
         .collect();
     assert_eq!(actions, vec!["enroll.intent", "enroll.issued"]);
 }

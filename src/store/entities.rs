@@ -24,6 +24,7 @@ entity!(organisation, "organisation", {
     pub name: String,
     pub created_at: i64,
     pub organization_identifier: Option<String>,
+    pub version: i64,
 });
 
 entity!(domain, "domain", {
@@ -39,6 +40,7 @@ entity!(department, "department", {
     pub id: i64,
     pub organisation_id: i64,
     pub name: String,
+    pub version: i64,
 });
 
 entity!(person, "person", {
@@ -52,6 +54,10 @@ entity!(person, "person", {
     pub last_name: String,
     pub secret_id_hash: Option<String>,
     pub created_at: i64,
+    pub version: i64,
+    pub disabled_at: Option<i64>,
+    pub deleted_at: Option<i64>,
+    pub deleted_email: Option<String>,
 });
 
 entity!(profile, "profile", {
@@ -66,6 +72,7 @@ entity!(profile, "profile", {
     pub requires_approval: bool,
     pub smime_validation: Option<String>,
     pub smime_generation: Option<String>,
+    pub version: i64,
 });
 
 entity!(endpoint, "endpoint", {
@@ -79,6 +86,8 @@ entity!(endpoint, "endpoint", {
     pub help_link_target: String,
     pub help_text: String,
     pub eula_text: String,
+    pub version: i64,
+    pub deleted_at: Option<i64>,
 });
 
 entity!(account, "account", {
@@ -95,6 +104,8 @@ entity!(account, "account", {
     pub est_label: Option<String>,
     pub is_default: bool,
     pub pkcs12_encryption: String,
+    pub version: i64,
+    pub deleted_at: Option<i64>,
 });
 
 entity!(account_profile, "account_profile", {
@@ -150,6 +161,15 @@ entity!(audit_event, "audit_event", {
     pub object: String,
     pub detail: String,
     pub source_addr: String,
+    pub seq: Option<i64>,
+    pub role: Option<String>,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub request_id: Option<String>,
+    pub organisation_id: Option<i64>,
+    pub department_id: Option<i64>,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
 });
 
 entity!(auth_failure, "auth_failure", {
@@ -230,4 +250,68 @@ entity!(rate_event, "rate_event", {
     pub id: i64,
     pub key: String,
     pub at: i64,
+});
+
+entity!(audit_head, "audit_head", {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: i64,
+    pub seq: i64,
+    pub hash: String,
+});
+
+entity!(admin, "admin", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub role: String,
+    pub password_hash: Option<String>,
+    pub totp_sealed: Option<String>,
+    pub totp_last_step: Option<i64>,
+    pub disabled_at: Option<i64>,
+    pub version: i64,
+    pub created_at: i64,
+});
+
+entity!(admin_scope, "admin_scope", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub admin_id: i64,
+    pub organisation_id: Option<i64>,
+    pub department_id: Option<i64>,
+});
+
+entity!(admin_session, "admin_session", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub admin_id: i64,
+    pub token_hash: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub source_addr: String,
+});
+
+entity!(api_key, "api_key", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub admin_id: i64,
+    pub name: String,
+    pub key_id: String,
+    pub secret_hash: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+});
+
+entity!(idempotency, "idempotency", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub principal: String,
+    pub idem_key: String,
+    pub request_hash: String,
+    pub status: i32,
+    pub body: String,
+    pub created_at: i64,
 });

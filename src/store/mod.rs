@@ -1,6 +1,8 @@
 //! Persistence behind domain verbs. sea-orm entities stay private to this module; callers
 //! see only `crate::domain` types.
 
+mod admin;
+mod audit;
 mod entities;
 mod lifecycle;
 mod selfservice;
@@ -11,6 +13,8 @@ use sea_orm::{
     DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 
+pub use admin::{AdminChanges, AdminCredentials, Idempotent, NewAdmin};
+pub use audit::{chain_hash, AuditFilter, ChainReport};
 use entities::*;
 pub use lifecycle::{Notice, NoticeKind, OrderFilter};
 pub use selfservice::{
@@ -19,7 +23,7 @@ pub use selfservice::{
 
 use crate::domain::{
     Account, Actor, AuthType, Authorization, CertStatus, CertificateRecord, CsrMethod, Department,
-    EmailAddress, Endpoint, Id, KeyType, Order, OrderStatus, Organisation, Person,
+    EmailAddress, Endpoint, Id, KeyType, Order, OrderStatus, Organisation, Person, PersonStatus,
     Pkcs12Encryption, Profile, SecretHash, SubjectSource, UnixTime,
 };
 
@@ -30,6 +34,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0} already exists")]
     Conflict(String),
+    /// The row changed since the version the caller read (`If-Match`).
+    #[error("{0} was changed by someone else")]
+    Stale(String),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("database: {0}")]
@@ -45,6 +52,10 @@ impl From<StoreError> for crate::error::Error {
             StoreError::Conflict(what) => crate::error::Error::new(
                 crate::error::ErrorKind::AlreadyUsed,
                 format!("{what} already exists"),
+            ),
+            StoreError::Stale(what) => crate::error::Error::new(
+                crate::error::ErrorKind::PreconditionFailed,
+                format!("{what} was changed since you read it; read it again and retry"),
             ),
             other => crate::error::Error::internal(other),
         }
@@ -146,12 +157,19 @@ pub struct SignedCertificate {
     pub sha256: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct AuditEntry {
     pub actor: Actor,
     pub action: String,
     pub object: String,
     pub detail: String,
+    /// JSON of the object before and after a change.
+    pub before: Option<String>,
+    pub after: Option<String>,
+    /// The organisation and department the event belongs to, so scoped administrators
+    /// see it.
+    pub organisation_id: Option<Id>,
+    pub department_id: Option<Id>,
 }
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
@@ -199,7 +217,9 @@ impl Store {
         }
         use estgate_migrations::MigratorTrait;
         estgate_migrations::Migrator::up(&db, None).await?;
-        Ok(Store { db })
+        let store = Store { db };
+        store.seal_unchained_audit().await?;
+        Ok(store)
     }
 
     // ---- organisations, domains, departments ------------------------------------------
@@ -278,6 +298,7 @@ impl Store {
             name: m.name,
             domains,
             organization_identifier: m.organization_identifier,
+            version: m.version,
         })
     }
 
@@ -323,6 +344,7 @@ impl Store {
             id: m.id,
             organisation_id: m.organisation_id,
             name: m.name,
+            version: m.version,
         })
     }
 
@@ -336,6 +358,7 @@ impl Store {
                 id: m.id,
                 organisation_id: m.organisation_id,
                 name: m.name,
+                version: m.version,
             })
             .ok_or_else(|| StoreError::NotFound(format!("department {name:?}")))
     }
@@ -348,6 +371,7 @@ impl Store {
                 id: m.id,
                 organisation_id: m.organisation_id,
                 name: m.name,
+                version: m.version,
             })
             .ok_or_else(|| StoreError::NotFound(format!("department {id}")))
     }
@@ -362,6 +386,7 @@ impl Store {
                 id: m.id,
                 organisation_id: m.organisation_id,
                 name: m.name,
+                version: m.version,
             })
             .collect())
     }
@@ -592,6 +617,7 @@ impl Store {
             pkcs12_encryption: Pkcs12Encryption::parse(&m.pkcs12_encryption)
                 .ok_or_else(|| corrupt("PKCS#12 encryption", &m.pkcs12_encryption))?,
             profile_ids,
+            version: m.version,
         })
     }
 
@@ -784,23 +810,6 @@ fn order_from(m: cert_order::Model) -> Result<Order> {
 impl Store {
     // ---- audit and throttling -----------------------------------------------------------
 
-    pub async fn audit(&self, entry: &AuditEntry, now: UnixTime) -> Result<()> {
-        insert_audit(&self.db, entry, &entry.object, now).await
-    }
-
-    /// Audit events, newest last: (at, actor, action, object, detail, source).
-    pub async fn audit_events(
-        &self,
-    ) -> Result<Vec<(UnixTime, String, String, String, String, String)>> {
-        Ok(audit_event::Entity::find()
-            .order_by_asc(audit_event::Column::Id)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|e| (e.at, e.actor, e.action, e.object, e.detail, e.source_addr))
-            .collect())
-    }
-
     /// Failed secrets for (account, username) since `since`: their count and the oldest time.
     pub async fn recent_failures(
         &self,
@@ -883,22 +892,7 @@ async fn insert_audit(
     object: &str,
     now: UnixTime,
 ) -> Result<()> {
-    audit_event::ActiveModel {
-        at: Set(now),
-        actor: Set(e.actor.name.clone()),
-        action: Set(e.action.clone()),
-        object: Set(if e.object.is_empty() {
-            object.to_string()
-        } else {
-            e.object.clone()
-        }),
-        detail: Set(e.detail.clone()),
-        source_addr: Set(e.actor.source.clone()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?;
-    Ok(())
+    audit::append(db, e, object, now).await.map(|_| ())
 }
 
 fn person_from(m: person::Model) -> Result<Person> {
@@ -911,6 +905,12 @@ fn person_from(m: person::Model) -> Result<Person> {
         middle_name: m.middle_name,
         last_name: m.last_name,
         secret_id_hash: m.secret_id_hash.map(SecretHash::from_stored),
+        status: match (m.disabled_at, m.deleted_at) {
+            (_, Some(_)) => PersonStatus::Deleted,
+            (Some(_), None) => PersonStatus::Disabled,
+            (None, None) => PersonStatus::Active,
+        },
+        version: m.version,
     })
 }
 
@@ -928,6 +928,7 @@ fn profile_from(m: profile::Model) -> Result<Profile> {
         requires_approval: m.requires_approval,
         smime: smime_from(m.smime_validation.as_deref(), m.smime_generation.as_deref())?,
         name: m.name,
+        version: m.version,
     })
 }
 
@@ -944,6 +945,7 @@ fn endpoint_from(m: endpoint::Model) -> Result<Endpoint> {
         help_link_target: m.help_link_target,
         help_text: m.help_text,
         eula_text: m.eula_text,
+        version: m.version,
     })
 }
 

@@ -1,6 +1,7 @@
 //! All HTTP and TLS: the TLS accept loop (which records the peer's certificate), routing,
 //! the EST front end and the browser self-enrollment form.
 
+pub mod admin;
 pub mod enroll;
 pub mod est;
 pub mod http;
@@ -49,6 +50,7 @@ pub enum WebError {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(admin::routes())
         .merge(est::routes())
         .merge(enroll::routes())
         .with_state(state)

@@ -14,6 +14,7 @@ pub fn status(kind: ErrorKind) -> StatusCode {
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::AlreadyUsed => StatusCode::CONFLICT,
+        ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         ErrorKind::Expired => StatusCode::GONE,
         ErrorKind::Pending { .. } => StatusCode::ACCEPTED,
         ErrorKind::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -48,6 +49,34 @@ pub fn est(err: &Error) -> Response {
     if err.kind == ErrorKind::Unauthorized {
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
+    }
+    retry_after(&mut resp, err.kind);
+    resp
+}
+
+/// The admin API answers errors as RFC 9457 problem documents, naming the field at fault.
+pub fn admin(err: &Error) -> Response {
+    let status = status(err.kind);
+    let mut body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": err.message,
+    });
+    if let Some(f) = &err.field {
+        body["field"] = serde_json::Value::String(f.clone());
+    }
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response();
+    if err.kind == ErrorKind::Unauthorized {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"estgate-admin\""),
+        );
     }
     retry_after(&mut resp, err.kind);
     resp

@@ -590,10 +590,12 @@ fn audit(action: &str) -> AuditEntry {
         actor: Actor {
             name: "test".into(),
             source: "local".into(),
+            ..Default::default()
         },
         action: action.into(),
         object: String::new(),
         detail: String::new(),
+        ..Default::default()
     }
 }
 

@@ -172,6 +172,7 @@ async fn crl_and_ocsp_show_a_revocation_at_once() {
             Actor {
                 name: "test-admin".into(),
                 source: "local".into(),
+                ..Default::default()
             },
         )
         .await
