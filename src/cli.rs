@@ -13,8 +13,7 @@ use crate::domain::{
 };
 use crate::store::{AuditEntry, NewAccount, NewEndpoint, NewPerson, NewProfile, Store};
 
-/// Length of generated secret IDs, access codes and URI extensions (base62: ~119 bits).
-pub const SECRET_LEN: usize = 20;
+pub use crate::domain::SECRET_LEN;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -8,6 +8,7 @@ pub use admin::{Admin, ApiKeyRecord, AuditEvent, ChainBreak, PersonStatus, Role}
 pub use estgate_protocol::KeyAlgorithm as KeyType;
 pub use secret::{
     generate_secret, hash_secret, hash_token, recently_verified, verify_secret, Secret, SecretHash,
+    SECRET_LEN,
 };
 
 /// Seconds since the Unix epoch; the one time unit stored and compared.

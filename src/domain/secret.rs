@@ -4,6 +4,9 @@
 
 use std::fmt;
 
+/// Length of generated secret IDs, access codes and URI extensions (base62: ~119 bits).
+pub const SECRET_LEN: usize = 20;
+
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use zeroize::Zeroizing;
