@@ -9,11 +9,27 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Overrides};
 use crate::domain::{
     generate_secret, hash_secret, Actor, AuthType, Authorization, Clock, CsrMethod, EmailAddress,
-    Id, KeyType, Pkcs12Encryption, Secret, SubjectSource, SystemClock,
+    Id, KeyType, Pkcs12Encryption, Role, Secret, SubjectSource, SystemClock,
 };
+use crate::ra::admin::{AdminChanges, AdminRequest, Caller};
+use crate::ra::Ra;
 use crate::store::{AuditEntry, NewAccount, NewEndpoint, NewPerson, NewProfile, Store};
 
 pub use crate::domain::SECRET_LEN;
+
+/// `println!` that ends the process quietly when standard output is closed, as
+/// `estgate cert list | head -1` closes it: the reader has what it wanted.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,6 +44,10 @@ pub struct Cli {
     /// Data directory (database, generated CA and keys); overrides the config's data_dir
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
+    /// Who is at the command line: the audit trail records administration commands as
+    /// `cli:<operator>` (required for commands that change something)
+    #[arg(long, global = true, env = "ESTGATE_OPERATOR")]
+    pub operator: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -60,6 +80,52 @@ pub enum Command {
     /// Certificate orders: list, approve, reject
     #[command(subcommand)]
     Order(OrderCmd),
+    /// Administrators (MRAO, RAO, DRAO) and their API keys
+    #[command(subcommand)]
+    Admin(AdminCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCmd {
+    /// Appoint an administrator (the bootstrap MRAO, too); prints its TOTP secret once
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// mrao, rao or drao
+        #[arg(long)]
+        role: String,
+        /// RAO: an organisation it administers, by name (repeatable)
+        #[arg(long = "org")]
+        orgs: Vec<String>,
+        /// DRAO: a department it administers, as ORGANISATION/DEPARTMENT (repeatable)
+        #[arg(long = "dept")]
+        depts: Vec<String>,
+        /// Read the password from this file's first line instead of prompting twice
+        #[arg(long, conflicts_with = "no_password")]
+        password_file: Option<PathBuf>,
+        /// An administrator for automation: API keys only, no sign-in
+        #[arg(long)]
+        no_password: bool,
+    },
+    /// List administrators
+    List,
+    /// Disable an administrator: its sign-in, sessions and API keys stop working
+    Disable { email: String },
+    /// Enable a disabled administrator again
+    Enable { email: String },
+    /// Remove an administrator with its sessions and API keys
+    Remove { email: String },
+    /// Make an API key for an administrator; prints the key once
+    ApiKey {
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Days until it expires (1-366)
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,6 +412,7 @@ pub async fn admin(cli: &Cli, config: &Config) -> Result<(), CliError> {
     crate::app::prepare_files(config, SystemClock.now()).map_err(err)?;
     let store = crate::app::open_store(config).await.map_err(err)?;
     match &cli.command {
+        Command::Admin(c) => return admins(&ra_for(config, store)?, &operator(cli)?, c).await,
         Command::Order(c) => return order(&ra_for(config, store)?, c).await,
         Command::Cert(c @ CertCmd::Revoke { .. }) => {
             return revoke(&ra_for(config, store)?, c).await
@@ -396,9 +463,14 @@ fn ra_for(config: &Config, store: Store) -> Result<crate::ra::Ra, CliError> {
 async fn order(ra: &crate::ra::Ra, c: &OrderCmd) -> Result<(), CliError> {
     match c {
         OrderCmd::List { pending } => {
-            println!(
+            outln!(
                 "{:<6} {:<17} {:<20} {:<16} {:<16} {:<30} DECISION",
-                "ID", "STATUS", "CREATED", "ACCOUNT", "PROFILE", "REQUESTER"
+                "ID",
+                "STATUS",
+                "CREATED",
+                "ACCOUNT",
+                "PROFILE",
+                "REQUESTER"
             );
             for v in ra.orders(*pending).await.map_err(err)? {
                 let decision = match &v.order.decision {
@@ -413,7 +485,7 @@ async fn order(ra: &crate::ra::Ra, c: &OrderCmd) -> Result<(), CliError> {
                     ),
                     None => "-".into(),
                 };
-                println!(
+                outln!(
                     "{:<6} {:<17} {:<20} {:<16} {:<16} {:<30} {}{}",
                     v.order.id,
                     v.order.status,
@@ -432,7 +504,7 @@ async fn order(ra: &crate::ra::Ra, c: &OrderCmd) -> Result<(), CliError> {
                 .approve(*id, cli_actor(), reason.clone())
                 .await
                 .map_err(err)?;
-            println!("order {} approved: now {}", o.id, o.status);
+            outln!("order {} approved: now {}", o.id, o.status);
             Ok(())
         }
         OrderCmd::Reject { id, reason } => {
@@ -440,7 +512,7 @@ async fn order(ra: &crate::ra::Ra, c: &OrderCmd) -> Result<(), CliError> {
                 .reject(*id, cli_actor(), reason.clone())
                 .await
                 .map_err(err)?;
-            println!("order {} rejected", o.id);
+            outln!("order {} rejected", o.id);
             Ok(())
         }
     }
@@ -488,10 +560,10 @@ async fn revoke(ra: &crate::ra::Ra, c: &CertCmd) -> Result<(), CliError> {
         }
     };
     for s in &serials {
-        println!("revoked {s} ({reason})");
+        outln!("revoked {s} ({reason})");
     }
     if serials.is_empty() {
-        println!("no valid certificate to revoke");
+        outln!("no valid certificate to revoke");
     }
     Ok(())
 }
@@ -540,7 +612,7 @@ async fn issue_p12(
         .await
         .map_err(err)?;
     crate::ca::dev::write_new(out, &file, 0o600).map_err(err)?;
-    println!(
+    outln!(
         "issued certificate {} for {}; PKCS#12 ({}) written to {}",
         issued.issued.serial,
         issued.friendly_name,
@@ -663,9 +735,9 @@ impl Admin {
             Command::Endpoint(c) => self.endpoint(c).await,
             Command::Account(c) => self.account(c).await,
             Command::Cert(CertCmd::List) => self.certs().await,
-            Command::Cert(CertCmd::Issue { .. } | CertCmd::Revoke { .. }) | Command::Order(_) => {
-                Err(CliError("this command runs through the RA".into()))
-            }
+            Command::Cert(CertCmd::Issue { .. } | CertCmd::Revoke { .. })
+            | Command::Order(_)
+            | Command::Admin(_) => Err(CliError("this command runs through the RA".into())),
         }
     }
 
@@ -686,7 +758,7 @@ impl Admin {
                     domains.join(","),
                 )
                 .await?;
-                println!(
+                outln!(
                     "created organisation {} {:?} domains {}",
                     org.id,
                     org.name,
@@ -713,7 +785,7 @@ impl Admin {
                     identifier.clone(),
                 )
                 .await?;
-                println!("{:?} now has organizationIdentifier {identifier}", org.name);
+                outln!("{:?} now has organizationIdentifier {identifier}", org.name);
             }
             OrgCmd::AddDomain { name, domain } => {
                 check_domain(domain)?;
@@ -725,12 +797,12 @@ impl Admin {
                     domain.clone(),
                 )
                 .await?;
-                println!("added domain {domain} to {:?}", org.name);
+                outln!("added domain {domain} to {:?}", org.name);
             }
             OrgCmd::List => {
-                println!("{:<4} {:<32} DOMAINS", "ID", "NAME");
+                outln!("{:<4} {:<32} DOMAINS", "ID", "NAME");
                 for o in self.store.organisations().await.map_err(err)? {
-                    println!("{:<4} {:<32} {}", o.id, o.name, o.domains.join(","));
+                    outln!("{:<4} {:<32} {}", o.id, o.name, o.domains.join(","));
                 }
             }
         }
@@ -748,12 +820,12 @@ impl Admin {
                     .map_err(err)?;
                 self.audit("dept.add", format!("department {}", d.id), name.clone())
                     .await?;
-                println!("created department {} {:?} in {:?}", d.id, d.name, org.name);
+                outln!("created department {} {:?} in {:?}", d.id, d.name, org.name);
             }
             DeptCmd::List => {
-                println!("{:<4} {:<6} NAME", "ID", "ORG");
+                outln!("{:<4} {:<6} NAME", "ID", "ORG");
                 for d in self.store.departments().await.map_err(err)? {
-                    println!("{:<4} {:<6} {}", d.id, d.organisation_id, d.name);
+                    outln!("{:<4} {:<6} {}", d.id, d.organisation_id, d.name);
                 }
             }
         }
@@ -811,9 +883,9 @@ impl Admin {
                     email.to_string(),
                 )
                 .await?;
-                println!("created person {} {}", person.id, person.email);
+                outln!("created person {} {}", person.id, person.email);
                 if let Some((s, true)) = secret {
-                    println!("secret-id: {}", s.expose());
+                    outln!("secret-id: {}", s.expose());
                 }
             }
             PersonCmd::SetSecretId { email, secret_id } => {
@@ -839,15 +911,19 @@ impl Admin {
                     String::new(),
                 )
                 .await?;
-                println!("secret ID set for {}", person.email);
+                outln!("secret ID set for {}", person.email);
                 if generated {
-                    println!("secret-id: {}", secret.expose());
+                    outln!("secret-id: {}", secret.expose());
                 }
             }
             PersonCmd::List => {
-                println!(
+                outln!(
                     "{:<4} {:<5} {:<6} {:<36} {:<32} SECRET-ID",
-                    "ID", "ORG", "DEPT", "EMAIL", "NAME"
+                    "ID",
+                    "ORG",
+                    "DEPT",
+                    "EMAIL",
+                    "NAME"
                 );
                 for p in self.store.persons().await.map_err(err)? {
                     let dept = p
@@ -859,7 +935,7 @@ impl Admin {
                     } else {
                         "-"
                     };
-                    println!(
+                    outln!(
                         "{:<4} {:<5} {:<6} {:<36} {:<32} {}",
                         p.id,
                         p.organisation_id,
@@ -957,12 +1033,16 @@ impl Admin {
                     .map_err(err)?;
                 self.audit("profile.add", format!("profile {}", p.id), name.clone())
                     .await?;
-                println!("created profile {} {:?}", p.id, p.name);
+                outln!("created profile {} {:?}", p.id, p.name);
             }
             ProfileCmd::List => {
-                println!(
+                outln!(
                     "{:<4} {:<24} {:<8} {:<40} {:<8} APPROVAL",
-                    "ID", "NAME", "SUBJECT", "KEY TYPES (default first)", "TERMS"
+                    "ID",
+                    "NAME",
+                    "SUBJECT",
+                    "KEY TYPES (default first)",
+                    "TERMS"
                 );
                 for p in self.store.profiles().await.map_err(err)? {
                     let mut keys = vec![p.default_key_type.as_str()];
@@ -973,7 +1053,7 @@ impl Admin {
                             .filter(|k| *k != p.default_key_type.as_str()),
                     );
                     let terms: Vec<String> = p.terms_years.iter().map(|t| t.to_string()).collect();
-                    println!(
+                    outln!(
                         "{:<4} {:<24} {:<8} {:<40} {:<8} {}",
                         p.id,
                         p.name,
@@ -1029,17 +1109,20 @@ impl Admin {
                     .map_err(err)?;
                 self.audit("endpoint.add", format!("endpoint {}", e.id), name.clone())
                     .await?;
-                println!("created endpoint {} {:?}", e.id, e.name);
-                println!("uri-extension: {}", e.uri_extension);
+                outln!("created endpoint {} {:?}", e.id, e.name);
+                outln!("uri-extension: {}", e.uri_extension);
             }
             EndpointCmd::List => {
-                println!(
+                outln!(
                     "{:<4} {:<5} {:<24} {:<24} AUTH",
-                    "ID", "ORG", "NAME", "URI EXTENSION"
+                    "ID",
+                    "ORG",
+                    "NAME",
+                    "URI EXTENSION"
                 );
                 for e in self.store.endpoints().await.map_err(err)? {
                     let auth: Vec<&str> = e.auth_types.iter().map(|a| a.as_str()).collect();
-                    println!(
+                    outln!(
                         "{:<4} {:<5} {:<24} {:<24} {}",
                         e.id,
                         e.organisation_id,
@@ -1140,20 +1223,27 @@ impl Admin {
                     .map_err(err)?;
                 self.audit("account.add", format!("account {}", a.id), name.clone())
                     .await?;
-                println!(
+                outln!(
                     "created account {} {:?} label {}",
                     a.id,
                     a.name,
                     a.est_label.as_deref().unwrap_or("-")
                 );
                 if let Some((c, true)) = code {
-                    println!("access-code: {}", c.expose());
+                    outln!("access-code: {}", c.expose());
                 }
             }
             AccountCmd::List => {
-                println!(
+                outln!(
                     "{:<4} {:<20} {:<16} {:<5} {:<6} {:<12} {:<7} {:<9} PROFILES",
-                    "ID", "NAME", "LABEL", "ORG", "DEPT", "AUTHZ", "CSR", "EMPTY-P12"
+                    "ID",
+                    "NAME",
+                    "LABEL",
+                    "ORG",
+                    "DEPT",
+                    "AUTHZ",
+                    "CSR",
+                    "EMPTY-P12"
                 );
                 for a in self.store.accounts().await.map_err(err)? {
                     let label = match (&a.est_label, a.is_default) {
@@ -1164,7 +1254,7 @@ impl Admin {
                     };
                     let profiles: Vec<String> =
                         a.profile_ids.iter().map(|p| p.to_string()).collect();
-                    println!(
+                    outln!(
                         "{:<4} {:<20} {:<16} {:<5} {:<6} {:<12} {:<7} {:<9} {}",
                         a.id,
                         a.name,
@@ -1189,9 +1279,12 @@ impl Admin {
     }
 
     async fn certs(&self) -> Result<(), CliError> {
-        println!(
+        outln!(
             "{:<34} {:<20} {:<20} {:<8} SUBJECT",
-            "SERIAL", "NOT BEFORE", "NOT AFTER", "STATUS"
+            "SERIAL",
+            "NOT BEFORE",
+            "NOT AFTER",
+            "STATUS"
         );
         for c in self.store.certificates().await.map_err(err)? {
             let revoked = c
@@ -1199,7 +1292,7 @@ impl Admin {
                 .as_ref()
                 .map(|r| format!("  [revoked {} ({}) by {}]", fmt_time(r.at), r.reason, r.by))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "{:<34} {:<20} {:<20} {:<8} {}{}",
                 c.serial,
                 fmt_time(c.not_before),
@@ -1216,4 +1309,179 @@ impl Admin {
 /// The local operator, as the audit trail records them.
 fn cli_actor() -> Actor {
     Actor::operator(&std::env::var("ESTGATE_OPERATOR").unwrap_or_else(|_| "operator".into()))
+}
+
+/// The operator at the command line, named by `--operator` or `ESTGATE_OPERATOR`: the
+/// audit trail must say who, and `$USER` says nothing to an auditor.
+fn operator(cli: &Cli) -> Result<Caller, CliError> {
+    match cli.operator.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => Ok(Caller::operator(name)),
+        _ => Err(CliError(
+            "name yourself with --operator NAME (or ESTGATE_OPERATOR); the audit trail records it"
+                .into(),
+        )),
+    }
+}
+
+async fn find_admin(
+    ra: &Ra,
+    caller: &Caller,
+    email: &str,
+) -> Result<crate::domain::Admin, CliError> {
+    let wanted = email.trim().to_ascii_lowercase();
+    ra.admins(caller)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .find(|a| a.email.as_str() == wanted)
+        .ok_or_else(|| CliError(format!("no administrator {email}")))
+}
+
+async fn admins(ra: &Ra, caller: &Caller, c: &AdminCmd) -> Result<(), CliError> {
+    match c {
+        AdminCmd::Add {
+            email,
+            name,
+            role,
+            orgs,
+            depts,
+            password_file,
+            no_password,
+        } => {
+            let role = Role::parse(role)
+                .ok_or_else(|| CliError(format!("unknown role {role:?}; use mrao, rao or drao")))?;
+            let mut organisation_ids = Vec::new();
+            for o in orgs {
+                organisation_ids.push(ra.organisation_named(caller, o).await.map_err(err)?.id);
+            }
+            let mut department_ids = Vec::new();
+            for d in depts {
+                let (org, dept) = d.split_once('/').ok_or_else(|| {
+                    CliError(format!("--dept {d:?}: write ORGANISATION/DEPARTMENT"))
+                })?;
+                let org = ra.organisation_named(caller, org).await.map_err(err)?;
+                department_ids.push(
+                    ra.department_named(caller, org.id, dept)
+                        .await
+                        .map_err(err)?
+                        .id,
+                );
+            }
+            let password = if *no_password {
+                None
+            } else {
+                Some(read_new_password(password_file.as_deref())?)
+            };
+            let (admin, totp) = ra
+                .add_admin(
+                    caller,
+                    AdminRequest {
+                        name: name.clone(),
+                        email: email.clone(),
+                        role,
+                        organisation_ids,
+                        department_ids,
+                        password,
+                    },
+                )
+                .await
+                .map_err(err)?;
+            outln!("administrator {} ({}) appointed", admin.email, admin.role);
+            if let Some(t) = totp {
+                outln!(
+                    "TOTP secret (shown once; add it to an authenticator app): {}",
+                    t.secret.expose()
+                );
+                outln!("TOTP URI (for a QR code): {}", t.uri.expose());
+            }
+        }
+        AdminCmd::List => {
+            outln!(
+                "{:<32} {:<24} {:<5} {:<9} SCOPE",
+                "EMAIL",
+                "NAME",
+                "ROLE",
+                "STATE"
+            );
+            for a in ra.admins(caller).await.map_err(err)? {
+                let mut scope = Vec::new();
+                for o in &a.organisation_ids {
+                    scope.push(ra.organisation_label(*o).await);
+                }
+                for d in &a.department_ids {
+                    scope.push(ra.department_label(*d).await);
+                }
+                outln!(
+                    "{:<32} {:<24} {:<5} {:<9} {}",
+                    a.email,
+                    a.name,
+                    a.role,
+                    if a.disabled { "disabled" } else { "enabled" },
+                    if scope.is_empty() {
+                        "-".into()
+                    } else {
+                        scope.join(", ")
+                    }
+                );
+            }
+        }
+        AdminCmd::Disable { email } | AdminCmd::Enable { email } => {
+            let a = find_admin(ra, caller, email).await?;
+            let disabled = matches!(c, AdminCmd::Disable { .. });
+            ra.edit_admin(
+                caller,
+                a.id,
+                None,
+                AdminChanges {
+                    disabled: Some(disabled),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(err)?;
+            outln!(
+                "administrator {} {}",
+                a.email,
+                if disabled { "disabled" } else { "enabled" }
+            );
+        }
+        AdminCmd::Remove { email } => {
+            let a = find_admin(ra, caller, email).await?;
+            ra.delete_admin(caller, a.id).await.map_err(err)?;
+            outln!("administrator {} removed", a.email);
+        }
+        AdminCmd::ApiKey { email, name, days } => {
+            let a = find_admin(ra, caller, email).await?;
+            let k = ra
+                .create_api_key(caller, Some(a.id), name, *days)
+                .await
+                .map_err(err)?;
+            outln!(
+                "API key {} for {} (expires {}; shown once):",
+                k.record.key_id,
+                a.email,
+                fmt_time(k.record.expires_at)
+            );
+            outln!("{}", k.token.expose());
+        }
+    }
+    Ok(())
+}
+
+/// A new administrator password: the first line of a file, or typed twice.
+fn read_new_password(file: Option<&std::path::Path>) -> Result<Secret, CliError> {
+    if let Some(f) = file {
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(f).map_err(|e| CliError(format!("{}: {e}", f.display())))?,
+        );
+        return Ok(Secret::new(text.lines().next().unwrap_or("")));
+    }
+    let first = prompt("Password: ")?;
+    let second = prompt("Repeat the password: ")?;
+    if first.expose() != second.expose() {
+        return Err(CliError(
+            "the two passwords differ; nothing was changed".into(),
+        ));
+    }
+    Ok(first)
 }

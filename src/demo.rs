@@ -29,6 +29,65 @@ pub struct DemoAccount {
 pub struct Demo {
     pub enroll_url: String,
     pub accounts: Vec<DemoAccount>,
+    /// The demo MRAO, once `seed_admin` made it.
+    pub admin: Option<DemoAdmin>,
+}
+
+/// The demo MRAO: password + TOTP for people, an API key for scripts.
+pub struct DemoAdmin {
+    pub email: String,
+    pub password: String,
+    pub totp_secret: String,
+    pub api_key: String,
+}
+
+pub const ADMIN: &str = "admin@example.org";
+
+/// Makes the demo MRAO, or gives the existing one a fresh password, TOTP secret and API
+/// key (the old keys stay until they expire or are revoked). One of the two writes that
+/// skip the API's authentication, with the bootstrap `admin add`: the actor is the
+/// operator `demo`.
+pub async fn seed_admin(ra: &crate::ra::Ra) -> Result<DemoAdmin, crate::error::Error> {
+    use crate::ra::admin::{AdminRequest, Caller};
+    let caller = Caller::operator("demo");
+    let password = generate_secret(SECRET_LEN);
+    let existing = ra
+        .admins(&caller)
+        .await?
+        .into_iter()
+        .find(|a| a.email.as_str() == ADMIN);
+    let (admin, totp) = match existing {
+        Some(a) => {
+            let totp = ra.reset_admin_credentials(&caller, a.id, &password).await?;
+            (a, totp)
+        }
+        None => {
+            let (a, totp) = ra
+                .add_admin(
+                    &caller,
+                    AdminRequest {
+                        name: "Demo Administrator".into(),
+                        email: ADMIN.into(),
+                        role: crate::domain::Role::Mrao,
+                        organisation_ids: Vec::new(),
+                        department_ids: Vec::new(),
+                        password: Some(password.clone()),
+                    },
+                )
+                .await?;
+            let totp = totp.ok_or_else(|| crate::error::Error::internal("no TOTP secret"))?;
+            (a, totp)
+        }
+    };
+    let key = ra
+        .create_api_key(&caller, Some(admin.id), "demo", 30)
+        .await?;
+    Ok(DemoAdmin {
+        email: ADMIN.into(),
+        password: password.expose().into(),
+        totp_secret: totp.secret.expose().into(),
+        api_key: key.token.expose().into(),
+    })
 }
 
 fn missing<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
@@ -209,6 +268,7 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
         .await?;
     Ok(Demo {
         enroll_url: format!("{}/enroll/{}", config.public_url, endpoint.uri_extension),
+        admin: None,
         accounts: vec![
             DemoAccount {
                 label: "staff".into(),
@@ -287,6 +347,15 @@ impl Demo {
                 toml_str(&a.password)
             ));
         }
+        if let Some(a) = &self.admin {
+            out.push_str(&format!(
+                "\n[admin]\nemail = {}\npassword = {}\ntotp_secret = {}\napi_key = {}\n",
+                toml_str(&a.email),
+                toml_str(&a.password),
+                toml_str(&a.totp_secret),
+                toml_str(&a.api_key)
+            ));
+        }
         out
     }
 
@@ -349,6 +418,19 @@ Re-enroll with the current certificate as TLS client certificate (same subject a
             du = dev.username,
             dp = dev.password,
         ));
+        if let Some(a) = &self.admin {
+            s.push_str(&format!(
+                r#"
+Administration API (demo MRAO {email}; password {pw}, TOTP secret {totp} for an
+authenticator app; API docs at {base}/api/v1/openapi.json):
+  curl --cacert {ca} -H 'Authorization: Bearer {key}' {base}/api/v1/persons
+"#,
+                email = a.email,
+                pw = a.password,
+                totp = a.totp_secret,
+                key = a.api_key,
+            ));
+        }
         s
     }
 }

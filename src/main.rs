@@ -51,6 +51,20 @@ async fn serve(cli: &Cli, args: &cli::ServeArgs) -> Result<(), String> {
     let running = estgate::app::start(&config, clock)
         .await
         .map_err(|e| e.to_string())?;
+    let demo = match demo {
+        Some(mut demo) => {
+            demo.admin = Some(
+                estgate::demo::seed_admin(&running.ra)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            let path = config.data_dir.join("demo-credentials.toml");
+            demo.write(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(demo)
+        }
+        None => None,
+    };
     println!("estgate listening on https://{}", running.addr);
     if let Some(http) = running.http_addr {
         println!("CRL, CA certificate and OCSP on http://{http}/crl, /ca.cer, /ocsp");

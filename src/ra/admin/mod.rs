@@ -4,6 +4,7 @@
 
 mod admins;
 mod auth;
+mod names;
 mod scope;
 
 use crate::domain::{Actor, Admin, Id, Role};
