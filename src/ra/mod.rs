@@ -135,10 +135,6 @@ impl Ra {
         self.ca.chain()
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// The account an EST label names, or the default account when there is no label.
     pub async fn account_for_label(&self, label: Option<&str>) -> Result<Account, Error> {
         let found = match label {

@@ -62,3 +62,43 @@ fn modules_only_use_what_the_design_allows() {
         violations.join("\n")
     );
 }
+
+/// The RA hands out no store: front ends reach the database only through RA verbs, so
+/// policy cannot be bypassed (issue 9). Fails if a public function of `ra/` returns one.
+#[test]
+fn the_ra_hands_out_no_store() {
+    let mut offenders = Vec::new();
+    let mut files = Vec::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ra");
+    collect_rs(&root, &mut files);
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            let l = line.trim();
+            if l.starts_with("pub fn") || l.starts_with("pub async fn") {
+                if l.contains("-> &Store")
+                    || l.contains("-> Store")
+                    || l.contains("&crate::store::Store")
+                {
+                    offenders.push(format!("{}: {l}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "the RA hands out its store:\n{}",
+        offenders.join("\n")
+    );
+}
+
+fn collect_rs(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect_rs(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}

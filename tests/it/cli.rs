@@ -36,7 +36,7 @@ fn estgate(s: &Server, args: &[&str], stdin: &str) -> (bool, String) {
 #[tokio::test]
 async fn cert_issue_writes_a_pkcs12_and_refuses_bad_input() {
     let s = start().await;
-    let store = s.running.as_ref().unwrap().ra.store().clone();
+    let store = s.store().await;
     let dir = s.dir.path();
     let pw = dir.join("pw");
     std::fs::write(&pw, "a long enough passphrase\n").unwrap();

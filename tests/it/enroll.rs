@@ -373,18 +373,7 @@ async fn secret_id_flow_delivers_a_pkcs12_that_openssl_opens() {
         "{mine}"
     );
     assert!(mine.contains("Revoke…"), "{mine}");
-    assert_eq!(
-        server
-            .running
-            .as_ref()
-            .unwrap()
-            .ra
-            .store()
-            .count_orders()
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(server.store().await.count_orders().await.unwrap(), 1);
     server.stop().await;
 }
 
@@ -460,9 +449,8 @@ async fn field_errors_keep_what_was_typed_but_never_passwords() {
         )
         .await;
     assert_eq!(r.status, 400);
-    let ra = &server.running.as_ref().unwrap().ra;
     assert_eq!(
-        ra.store().count_orders().await.unwrap(),
+        server.store().await.count_orders().await.unwrap(),
         0,
         "nothing stored"
     );
@@ -532,7 +520,6 @@ async fn posts_need_csrf_and_pages_need_a_session() {
     let server = support::start().await;
     let base = base(&server);
     let (user, secret) = server.password("staff");
-    let ra = &server.running.as_ref().unwrap().ra;
     // No CSRF cookie at all.
     let mut b = Browser::new(&server).await;
     let r = b
@@ -580,7 +567,7 @@ async fn posts_need_csrf_and_pages_need_a_session() {
     b.cookies
         .insert("__Host-estgate-session".into(), "A".repeat(32));
     assert_eq!(b.get(&format!("{base}/account")).await.status, 303);
-    assert_eq!(ra.store().count_orders().await.unwrap(), 0);
+    assert_eq!(server.store().await.count_orders().await.unwrap(), 0);
     server.stop().await;
 }
 
@@ -588,7 +575,6 @@ async fn posts_need_csrf_and_pages_need_a_session() {
 async fn sign_in_refusals_are_shown_on_the_page() {
     let server = support::start().await;
     let base = base(&server);
-    let ra = &server.running.as_ref().unwrap().ra;
     let mut b = Browser::new(&server).await;
     b.get(&base).await;
     let csrf = b.csrf();
@@ -622,7 +608,7 @@ async fn sign_in_refusals_are_shown_on_the_page() {
         .await;
     assert_eq!(r.status, 400);
     assert_eq!(
-        ra.store().outbox_pending().await.unwrap(),
+        server.store().await.outbox_pending().await.unwrap(),
         0,
         "nothing queued"
     );
@@ -694,7 +680,6 @@ async fn every_post_route_refuses_a_missing_or_wrong_csrf_value() {
     let server = support::start().await;
     let base = base(&server);
     let mut b = signed_in_at_form(&server).await;
-    let ra = &server.running.as_ref().unwrap().ra;
     let routes = [
         "/email",
         "/secret-id",
@@ -724,8 +709,8 @@ async fn every_post_route_refuses_a_missing_or_wrong_csrf_value() {
     }
     // Still signed in (sign-out was refused too), nothing queued, nothing issued.
     assert_eq!(b.get(&format!("{base}/form")).await.status, 200);
-    assert_eq!(ra.store().outbox_pending().await.unwrap(), 0);
-    assert_eq!(ra.store().count_orders().await.unwrap(), 0);
+    assert_eq!(server.store().await.outbox_pending().await.unwrap(), 0);
+    assert_eq!(server.store().await.count_orders().await.unwrap(), 0);
     server.stop().await;
 }
 
@@ -765,8 +750,7 @@ async fn issue_through_form(b: &mut Browser, base: &str) -> String {
 }
 
 async fn certificate_count(server: &Server) -> usize {
-    let ra = &server.running.as_ref().unwrap().ra;
-    ra.store().certificates().await.unwrap().len()
+    server.store().await.certificates().await.unwrap().len()
 }
 
 #[tokio::test]
@@ -794,8 +778,7 @@ async fn a_form_submitted_twice_issues_one_certificate() {
         "no file the second time"
     );
     assert_eq!(certificate_count(&server).await, 1);
-    let ra = &server.running.as_ref().unwrap().ra;
-    assert_eq!(ra.store().count_orders().await.unwrap(), 1);
+    assert_eq!(server.store().await.count_orders().await.unwrap(), 1);
 
     // Two submits of one form at the same moment (a double click): one certificate.
     let token = open_form(&mut b, &base).await;
@@ -877,8 +860,9 @@ async fn certificate_by_serial(
     server: &Server,
     serial: &str,
 ) -> estgate::domain::CertificateRecord {
-    let ra = &server.running.as_ref().unwrap().ra;
-    ra.store()
+    server
+        .store()
+        .await
         .certificate_by_serial(serial)
         .await
         .unwrap()
@@ -969,13 +953,15 @@ async fn revocation_refusals_change_nothing() {
     use estgate::domain::{CertStatus, EmailAddress, RevocationReason, Secret};
     let server = support::start().await;
     let base = base(&server);
-    let ra = &server.running.as_ref().unwrap().ra;
-    let org = ra
+    let org = server
         .store()
+        .await
         .organisation_by_name(estgate::demo::ORG)
         .await
         .unwrap();
-    ra.store()
+    server
+        .store()
+        .await
         .create_person(
             estgate::store::NewPerson {
                 organisation_id: org.id,

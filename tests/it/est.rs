@@ -358,7 +358,7 @@ async fn wire_tolerance_base64_variants_chunked_bodies_and_no_user_agent() {
 async fn bad_requests_get_clear_errors_and_change_nothing() {
     let s = start().await;
     let (user, pass) = s.password("staff");
-    let store = s.running.as_ref().unwrap().ra.store().clone();
+    let store = s.store().await;
     let csr = make_csrs("ec-p256", "x", 1).unwrap().remove(0).0;
     let good = b64(&csr);
     let mut bad_sig = csr.clone();

@@ -61,7 +61,7 @@ fn key_type_of(cert: &[u8]) -> (String, usize) {
 #[tokio::test]
 async fn multipart_key_and_certificate() {
     let s = start().await;
-    let store = s.running.as_ref().unwrap().ra.store().clone();
+    let store = s.store().await;
     // EC P-384 asked for and allowed by the device profile.
     let csr = make_csrs("ec-p384", "gen-1.example.org", 1)
         .unwrap()
@@ -176,7 +176,7 @@ async fn pkcs12_extension_with_both_encryptions() {
 #[tokio::test]
 async fn serverkeygen_refusals_issue_nothing() {
     let s = start().await;
-    let store = s.running.as_ref().unwrap().ra.store().clone();
+    let store = s.store().await;
     let csr = make_csrs("ec-p256", "x", 1).unwrap().remove(0).0;
     let short = transfer::encode_base64(b"short", transfer::Wrap::Unwrapped);
     let p12 = ("Accept", "application/pkcs12");

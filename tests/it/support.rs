@@ -109,6 +109,14 @@ impl Server {
         p
     }
 
+    /// The server's database, opened beside it: tests read rows the way an operator's SQL
+    /// would, and the server hands out no store of its own.
+    pub async fn store(&self) -> estgate::store::Store {
+        estgate::store::Store::open(&self.config.database_url)
+            .await
+            .unwrap()
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await;
