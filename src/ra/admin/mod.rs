@@ -3,7 +3,12 @@
 //! here once; front ends only translate.
 
 mod admins;
+mod audit;
 mod auth;
+mod certificates;
+#[cfg(test)]
+mod certs_tests;
+mod orders;
 mod scope;
 
 use crate::domain::{Actor, Admin, Id, Role};
@@ -11,6 +16,9 @@ pub use crate::store::AdminChanges;
 use crate::store::AuditEntry;
 
 pub use admins::{AdminRequest, MIN_ADMIN_PASSWORD};
+pub use audit::{audit_event_json, AuditFilter, ChainReport};
+pub use certificates::{CertificateDetails, CertificateQuery};
+pub use orders::{OrderDetails, OrderQuery};
 pub use auth::{
     base32, totp_code, ApiKeyCreated, SealKey, SessionCreated, TotpEnrolment, API_KEY_MAX_DAYS,
     SESSION_IDLE_SECS, SESSION_MAX_SECS,
