@@ -120,6 +120,21 @@ impl Ra {
         self.certificate_details(cert).await
     }
 
+    /// A certificate the caller reaches in PEM, followed by the CA chain `/cacerts` sends,
+    /// as `application/pem-certificate-chain` carries it (RFC 8555 §9.1): (serial, text).
+    pub async fn certificate_pem_chain(
+        &self,
+        caller: &Caller,
+        id: Id,
+    ) -> Result<(String, String), Error> {
+        let cert = self.reach_certificate(caller, id).await?;
+        let mut text = crate::ca::pem_certificate(&cert.der);
+        for ca in self.ca_chain() {
+            text.push_str(&crate::ca::pem_certificate(ca));
+        }
+        Ok((cert.serial, text))
+    }
+
     /// Revokes a certificate the caller reaches. certificateHold is refused (lifecycle.rs),
     /// and a certificate revoked before answers `409`.
     pub async fn revoke_certificate(
