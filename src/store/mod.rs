@@ -3,12 +3,12 @@
 
 mod admin;
 mod audit;
+#[cfg(test)]
+mod audit_tests;
 mod entities;
 mod lifecycle;
 mod search;
 mod selfservice;
-#[cfg(test)]
-mod audit_tests;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{

@@ -101,7 +101,10 @@ async fn a_certificate_is_found_downloaded_and_revoked_once() {
     let r = call(
         &s,
         "GET",
-        &format!("/api/v1/certificates?serial={}&status=valid", serial.to_lowercase()),
+        &format!(
+            "/api/v1/certificates?serial={}&status=valid",
+            serial.to_lowercase()
+        ),
         &token,
         &[],
         None,
@@ -119,42 +122,110 @@ async fn a_certificate_is_found_downloaded_and_revoked_once() {
     let org = cert["organisation_id"].as_i64().unwrap();
 
     // Unknown filter values and parameters name the parameter, and list what is allowed.
-    let r = call(&s, "GET", "/api/v1/certificates?status=lost", &token, &[], None).await;
+    let r = call(
+        &s,
+        "GET",
+        "/api/v1/certificates?status=lost",
+        &token,
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 400, "{}", r.body_text());
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
     let p = body(&r);
     assert_eq!(p["field"], "status", "{p}");
     assert!(p["detail"].as_str().unwrap().contains("revoked"), "{p}");
-    let r = call(&s, "GET", "/api/v1/certificates?colour=red", &token, &[], None).await;
-    assert_eq!((r.status, body(&r)["field"].clone()), (400, "colour".into()));
-    let r = call(&s, "GET", "/api/v1/certificates?email=nope", &token, &[], None).await;
+    let r = call(
+        &s,
+        "GET",
+        "/api/v1/certificates?colour=red",
+        &token,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, body(&r)["field"].clone()),
+        (400, "colour".into())
+    );
+    let r = call(
+        &s,
+        "GET",
+        "/api/v1/certificates?email=nope",
+        &token,
+        &[],
+        None,
+    )
+    .await;
     assert_eq!((r.status, body(&r)["field"].clone()), (400, "email".into()));
 
     // PEM and DER are the same certificate, as OpenSSL reads them, and the one EST sent.
-    let pem = call(&s, "GET", &format!("/api/v1/certificates/{id}/pem"), &token, &[], None).await;
+    let pem = call(
+        &s,
+        "GET",
+        &format!("/api/v1/certificates/{id}/pem"),
+        &token,
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(pem.status, 200, "{}", pem.body_text());
     assert_eq!(
         pem.header("content-type"),
         Some("application/pem-certificate-chain")
     );
-    let der_resp =
-        call(&s, "GET", &format!("/api/v1/certificates/{id}/der"), &token, &[], None).await;
+    let der_resp = call(
+        &s,
+        "GET",
+        &format!("/api/v1/certificates/{id}/der"),
+        &token,
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(der_resp.status, 200);
-    assert_eq!(der_resp.header("content-type"), Some("application/pkix-cert"));
+    assert_eq!(
+        der_resp.header("content-type"),
+        Some("application/pkix-cert")
+    );
     assert_eq!(der_resp.body, der);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("c.pem"), &pem.body).unwrap();
     std::fs::write(dir.path().join("c.der"), &der_resp.body).unwrap();
     openssl(
-        &["x509", "-in", "c.pem", "-outform", "DER", "-out", "from-pem.der"],
+        &[
+            "x509",
+            "-in",
+            "c.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "from-pem.der",
+        ],
         dir.path(),
     );
     assert_eq!(std::fs::read(dir.path().join("from-pem.der")).unwrap(), der);
     let fingerprint = |args: &[&str]| openssl(args, dir.path());
     assert_eq!(
-        fingerprint(&["x509", "-in", "c.pem", "-noout", "-fingerprint", "-sha256", "-serial"]),
         fingerprint(&[
-            "x509", "-inform", "DER", "-in", "c.der", "-noout", "-fingerprint", "-sha256",
+            "x509",
+            "-in",
+            "c.pem",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+            "-serial"
+        ]),
+        fingerprint(&[
+            "x509",
+            "-inform",
+            "DER",
+            "-in",
+            "c.der",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
             "-serial"
         ])
     );
@@ -162,12 +233,25 @@ async fn a_certificate_is_found_downloaded_and_revoked_once() {
     // Revoked once: the retry with the same key gets the first answer back, replayed.
     let path = format!("/api/v1/certificates/{id}/revoke");
     let reason = serde_json::json!({"reason": "keyCompromise"});
-    let bad = call(&s, "POST", &path, &token, &[], Some(&serde_json::json!({"reason": "lost"})))
-        .await;
-    assert_eq!((bad.status, body(&bad)["field"].clone()), (400, "reason".into()));
+    let bad = call(
+        &s,
+        "POST",
+        &path,
+        &token,
+        &[],
+        Some(&serde_json::json!({"reason": "lost"})),
+    )
+    .await;
+    assert_eq!(
+        (bad.status, body(&bad)["field"].clone()),
+        (400, "reason".into())
+    );
     let hold = serde_json::json!({"reason": "certificateHold"});
     let r = call(&s, "POST", &path, &token, &[], Some(&hold)).await;
-    assert_eq!((r.status, body(&r)["field"].clone()), (400, "reason".into()));
+    assert_eq!(
+        (r.status, body(&r)["field"].clone()),
+        (400, "reason".into())
+    );
     let key = [("Idempotency-Key", "revoke-1")];
     let first = call(&s, "POST", &path, &token, &key, Some(&reason)).await;
     assert_eq!(first.status, 200, "{}", first.body_text());
@@ -192,7 +276,15 @@ async fn a_certificate_is_found_downloaded_and_revoked_once() {
     )
     .await;
     assert_eq!(other.status, 409, "{}", other.body_text());
-    let r = call(&s, "GET", "/api/v1/certificates?status=revoked", &token, &[], None).await;
+    let r = call(
+        &s,
+        "GET",
+        "/api/v1/certificates?status=revoked",
+        &token,
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(body(&r)["items"][0]["id"], id);
 
     // One revocation event, by the API key's administrator, in the certificate's
@@ -209,7 +301,10 @@ async fn a_certificate_is_found_downloaded_and_revoked_once() {
     assert_eq!(r.status, 200, "{}", r.body_text());
     let events = body(&r)["items"].as_array().unwrap().clone();
     assert_eq!(events.len(), 1, "{events:?}");
-    assert!(events[0]["actor"].as_str().unwrap().contains("mrao@it.example"));
+    assert!(events[0]["actor"]
+        .as_str()
+        .unwrap()
+        .contains("mrao@it.example"));
     assert_eq!(events[0]["role"], "mrao");
     assert_eq!(events[0]["organisation_id"], org);
     assert!(events[0]["detail"].as_str().unwrap().contains(&serial));
@@ -232,7 +327,10 @@ async fn a_certificate_is_found_downloaded_and_revoked_once() {
     let r = call(&s, "GET", "/api/v1/audit-events/verify", &token, &[], None).await;
     assert_eq!(r.status, 200, "{}", r.body_text());
     let report = body(&r);
-    assert_eq!((report["intact"].clone(), report["first_break"].clone()), (true.into(), Value::Null));
+    assert_eq!(
+        (report["intact"].clone(), report["first_break"].clone()),
+        (true.into(), Value::Null)
+    );
     assert!(report["checked"].as_u64().unwrap() >= 3, "{report}");
     s.stop().await;
 }
@@ -276,7 +374,15 @@ async fn an_rao_sees_only_its_organisations_events_and_certificates() {
     assert_eq!(r.status, 200, "{}", r.body_text());
     assert_eq!(body(&r)["items"], serde_json::json!([]));
 
-    let r = call(&s, "GET", &format!("/api/v1/certificates/{id}"), &ours, &[], None).await;
+    let r = call(
+        &s,
+        "GET",
+        &format!("/api/v1/certificates/{id}"),
+        &ours,
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body_text());
     for path in [
         format!("/api/v1/certificates/{id}"),

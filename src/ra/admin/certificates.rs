@@ -67,7 +67,9 @@ impl Ra {
         let email = match &q.email {
             Some(e) => Some(
                 EmailAddress::parse(e.trim())
-                    .ok_or_else(|| Error::invalid("email", format!("{e:?} is not an email address")))?
+                    .ok_or_else(|| {
+                        Error::invalid("email", format!("{e:?} is not an email address"))
+                    })?
                     .as_str()
                     .to_string(),
             ),

@@ -88,7 +88,10 @@ async fn world() -> World {
         requires_approval: approval,
         smime: None,
     };
-    let person = store.create_profile(profile("person", false)).await.unwrap();
+    let person = store
+        .create_profile(profile("person", false))
+        .await
+        .unwrap();
     let reviewed = store
         .create_profile(profile("reviewed", true))
         .await
@@ -256,7 +259,10 @@ impl World {
 #[tokio::test]
 async fn an_rao_reaches_only_its_organisations_certificates_and_orders() {
     let w = world().await;
-    let alice = w.enroll("alpha-staff", "alice@alpha.example").await.unwrap();
+    let alice = w
+        .enroll("alpha-staff", "alice@alpha.example")
+        .await
+        .unwrap();
     let carol = w.enroll("beta-staff", "carol@beta.example").await.unwrap();
     let carol_order = w.pending("beta-review", "carol@beta.example").await;
     let rao = w.rao_alpha();
@@ -275,13 +281,11 @@ async fn an_rao_reaches_only_its_organisations_certificates_and_orders() {
         refusal(w.ra.show_order(&rao, carol_order).await).message
     );
     for r in [
-        w.ra.approve_order(&rao, carol_order, None).await.map(|_| ()),
-        w.ra
-            .reject_order(&rao, carol_order, "no")
+        w.ra.approve_order(&rao, carol_order, None)
             .await
             .map(|_| ()),
-        w.ra
-            .revoke_certificate(&rao, carol, RevocationReason::Superseded)
+        w.ra.reject_order(&rao, carol_order, "no").await.map(|_| ()),
+        w.ra.revoke_certificate(&rao, carol, RevocationReason::Superseded)
             .await
             .map(|_| ()),
     ] {
@@ -328,7 +332,10 @@ async fn an_rao_reaches_only_its_organisations_certificates_and_orders() {
 #[tokio::test]
 async fn a_drao_reaches_only_its_departments_persons() {
     let w = world().await;
-    let alice = w.enroll("alpha-staff", "alice@alpha.example").await.unwrap();
+    let alice = w
+        .enroll("alpha-staff", "alice@alpha.example")
+        .await
+        .unwrap();
     let bob = w.enroll("alpha-staff", "bob@alpha.example").await.unwrap();
     let drao = w.drao_eng();
     assert_eq!(
@@ -337,8 +344,7 @@ async fn a_drao_reaches_only_its_departments_persons() {
     );
     assert_eq!(
         refusal(
-            w.ra
-                .revoke_certificate(&drao, bob, RevocationReason::Superseded)
+            w.ra.revoke_certificate(&drao, bob, RevocationReason::Superseded)
                 .await
         )
         .kind,
@@ -373,11 +379,10 @@ async fn a_drao_approves_its_departments_order_once_and_the_event_is_in_its_scop
     assert_eq!(pending.department_id, Some(w.eng));
     assert_eq!(pending.profile, "reviewed");
 
-    let approved = w
-        .ra
-        .approve_order(&drao, order, Some("known to me".into()))
-        .await
-        .unwrap();
+    let approved =
+        w.ra.approve_order(&drao, order, Some("known to me".into()))
+            .await
+            .unwrap();
     // A client-made key is signed at once.
     assert_eq!(approved.order.status, OrderStatus::Issued);
     assert!(approved.certificate_id.is_some());
@@ -388,7 +393,11 @@ async fn a_drao_approves_its_departments_order_once_and_the_event_is_in_its_scop
     );
     let again = refusal(w.ra.approve_order(&drao, order, None).await);
     assert_eq!(again.kind, ErrorKind::AlreadyUsed);
-    assert!(again.message.contains("already decided"), "{}", again.message);
+    assert!(
+        again.message.contains("already decided"),
+        "{}",
+        again.message
+    );
     let again = refusal(w.ra.reject_order(&w.mrao(), order, "too late").await);
     assert_eq!(again.kind, ErrorKind::AlreadyUsed);
 
@@ -435,11 +444,10 @@ async fn a_rejection_needs_a_reason_and_is_told_as_given() {
         w.ra.show_order(&rao, order).await.unwrap().order.status,
         OrderStatus::PendingApproval
     );
-    let rejected = w
-        .ra
-        .reject_order(&rao, order, "not a staff member")
-        .await
-        .unwrap();
+    let rejected =
+        w.ra.reject_order(&rao, order, "not a staff member")
+            .await
+            .unwrap();
     assert_eq!(rejected.order.status, OrderStatus::Rejected);
     let d = rejected.order.decision.unwrap();
     assert_eq!(
@@ -451,7 +459,9 @@ async fn a_rejection_needs_a_reason_and_is_told_as_given() {
 #[tokio::test]
 async fn order_filters_pending_status_and_account_with_pages() {
     let w = world().await;
-    w.enroll("alpha-staff", "alice@alpha.example").await.unwrap();
+    w.enroll("alpha-staff", "alice@alpha.example")
+        .await
+        .unwrap();
     let p1 = w.pending("alpha-review", "alice@alpha.example").await;
     let p2 = w.pending("alpha-review", "bob@alpha.example").await;
     let ids = |q: OrderQuery| {
@@ -465,7 +475,11 @@ async fn order_filters_pending_status_and_account_with_pages() {
                 .collect::<Vec<_>>()
         }
     };
-    let review = w.ra.account_for_label(Some("alpha-review")).await.unwrap().id;
+    let review =
+        w.ra.account_for_label(Some("alpha-review"))
+            .await
+            .unwrap()
+            .id;
     assert_eq!(
         ids(OrderQuery {
             pending: true,
@@ -532,7 +546,10 @@ async fn order_filters_pending_status_and_account_with_pages() {
 #[tokio::test]
 async fn certificate_search_by_serial_email_subject_account_status_and_expiry() {
     let w = world().await;
-    let alice = w.enroll("alpha-staff", "alice@alpha.example").await.unwrap();
+    let alice = w
+        .enroll("alpha-staff", "alice@alpha.example")
+        .await
+        .unwrap();
     let bob = w.enroll("alpha-staff", "bob@alpha.example").await.unwrap();
     let carol = w.enroll("beta-staff", "carol@beta.example").await.unwrap();
     let m = w.mrao();
@@ -625,7 +642,11 @@ async fn certificate_search_by_serial_email_subject_account_status_and_expiry() 
     }
     let not_after = shown.not_after;
     for (after, before, want) in [
-        (Some(not_after - DAY), Some(not_after + DAY), vec![alice, bob, carol]),
+        (
+            Some(not_after - DAY),
+            Some(not_after + DAY),
+            vec![alice, bob, carol],
+        ),
         (Some(not_after + DAY), None, vec![]),
         (None, Some(not_after - DAY), vec![]),
     ] {
@@ -709,7 +730,10 @@ async fn certificate_search_by_serial_email_subject_account_status_and_expiry() 
 #[tokio::test]
 async fn revoking_twice_answers_conflict_and_hold_is_refused() {
     let w = world().await;
-    let alice = w.enroll("alpha-staff", "alice@alpha.example").await.unwrap();
+    let alice = w
+        .enroll("alpha-staff", "alice@alpha.example")
+        .await
+        .unwrap();
     let drao = w.drao_eng();
     let e = refusal(
         w.ra.revoke_certificate(&drao, alice, RevocationReason::CertificateHold)
@@ -719,11 +743,10 @@ async fn revoking_twice_answers_conflict_and_hold_is_refused() {
         (e.kind, e.field.as_deref()),
         (ErrorKind::Malformed, Some("reason"))
     );
-    let revoked = w
-        .ra
-        .revoke_certificate(&drao, alice, RevocationReason::AffiliationChanged)
-        .await
-        .unwrap();
+    let revoked =
+        w.ra.revoke_certificate(&drao, alice, RevocationReason::AffiliationChanged)
+            .await
+            .unwrap();
     assert_eq!(revoked.certificate.status, CertStatus::Revoked);
     let r = revoked.certificate.revocation.unwrap();
     assert_eq!(
@@ -746,7 +769,9 @@ async fn revoking_twice_answers_conflict_and_hold_is_refused() {
 #[tokio::test]
 async fn audit_events_verify_and_export_within_scope() {
     let w = world().await;
-    w.enroll("alpha-staff", "alice@alpha.example").await.unwrap();
+    w.enroll("alpha-staff", "alice@alpha.example")
+        .await
+        .unwrap();
     w.enroll("alpha-staff", "bob@alpha.example").await.unwrap();
     w.enroll("beta-staff", "carol@beta.example").await.unwrap();
     let all = |who: Caller| {
@@ -773,9 +798,8 @@ async fn audit_events_verify_and_export_within_scope() {
     assert_eq!(eng.len(), 2, "{eng:?}");
     assert!(eng.iter().all(|e| e.department_id == Some(w.eng)));
     // An RAO asking for another organisation gets nothing of it.
-    let asked = w
-        .ra
-        .audit_events(
+    let asked =
+        w.ra.audit_events(
             &w.rao_beta(),
             AuditFilter {
                 organisations: Some(vec![w.alpha]),
@@ -787,9 +811,8 @@ async fn audit_events_verify_and_export_within_scope() {
         .unwrap();
     assert!(asked.is_empty());
     // The cursor: after the first event's seq.
-    let page = w
-        .ra
-        .audit_events(
+    let page =
+        w.ra.audit_events(
             &w.mrao(),
             AuditFilter {
                 after_seq: Some(everything[0].seq),
@@ -812,7 +835,10 @@ async fn audit_events_verify_and_export_within_scope() {
         ErrorKind::Forbidden
     );
 
-    let lines = w.ra.export_audit(&w.mrao(), None, Some(w.beta)).await.unwrap();
+    let lines =
+        w.ra.export_audit(&w.mrao(), None, Some(w.beta))
+            .await
+            .unwrap();
     assert_eq!(lines.len(), beta.len());
     for (line, e) in lines.iter().zip(&beta) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -822,11 +848,10 @@ async fn audit_events_verify_and_export_within_scope() {
         assert_eq!(v["organisation_id"], w.beta);
         assert_eq!(v["action"], e.action.as_str());
     }
-    let since = w
-        .ra
-        .export_audit(&w.mrao(), Some(T0 + 1), None)
-        .await
-        .unwrap();
+    let since =
+        w.ra.export_audit(&w.mrao(), Some(T0 + 1), None)
+            .await
+            .unwrap();
     assert!(since.is_empty());
     assert_eq!(
         refusal(w.ra.export_audit(&w.rao_alpha(), None, Some(w.beta)).await).kind,

@@ -17,12 +17,12 @@ use crate::store::AuditEntry;
 
 pub use admins::{AdminRequest, MIN_ADMIN_PASSWORD};
 pub use audit::{audit_event_json, AuditFilter, ChainReport};
-pub use certificates::{CertificateDetails, CertificateQuery};
-pub use orders::{OrderDetails, OrderQuery};
 pub use auth::{
     base32, totp_code, ApiKeyCreated, SealKey, SessionCreated, TotpEnrolment, API_KEY_MAX_DAYS,
     SESSION_IDLE_SECS, SESSION_MAX_SECS,
 };
+pub use certificates::{CertificateDetails, CertificateQuery};
+pub use orders::{OrderDetails, OrderQuery};
 
 /// An authenticated administrator: its role and the objects that role reaches.
 #[derive(Debug, Clone)]

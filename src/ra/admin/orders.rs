@@ -140,14 +140,20 @@ impl Ra {
         Ok(order)
     }
 
-    pub(super) async fn reaches_order(&self, caller: &Caller, order: &Order) -> Result<bool, Error> {
+    pub(super) async fn reaches_order(
+        &self,
+        caller: &Caller,
+        order: &Order,
+    ) -> Result<bool, Error> {
         if caller.principal.is_mrao() {
             return Ok(true);
         }
         let (org, dept) = self.order_scope(order).await?;
         Ok(match caller.principal.role {
             // A DRAO reaches persons, never devices or the organisation at large.
-            Role::Drao => order.person_id.is_some() && caller.principal.manages_department(org, dept),
+            Role::Drao => {
+                order.person_id.is_some() && caller.principal.manages_department(org, dept)
+            }
             _ => caller.principal.manages_organisation(org),
         })
     }
