@@ -405,5 +405,79 @@ async fn an_rao_sees_only_its_organisations_events_and_certificates() {
     assert_eq!(r.status, 404, "{}", r.body_text());
     let r = call(&s, "GET", "/api/v1/audit-events/verify", &ours, &[], None).await;
     assert_eq!(r.status, 403, "{}", r.body_text());
+
+    // The certificate's order: the same reach; decided already, so approving is a conflict.
+    let order = cert["order_id"].as_i64().unwrap();
+    let r = call(
+        &s,
+        "GET",
+        &format!("/api/v1/orders/{order}"),
+        &ours,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let shown = body(&r);
+    assert_eq!(
+        (shown["status"].clone(), shown["certificate_id"].clone()),
+        ("issued".into(), id.into())
+    );
+    let r = call(
+        &s,
+        "GET",
+        &format!("/api/v1/orders/{order}"),
+        &theirs,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body_text());
+    let r = call(&s, "GET", "/api/v1/orders?status=issued", &ours, &[], None).await;
+    assert_eq!(body(&r)["items"][0]["id"], order);
+    let r = call(&s, "GET", "/api/v1/orders?pending=true", &ours, &[], None).await;
+    assert_eq!(body(&r)["items"], serde_json::json!([]));
+    let r = call(&s, "GET", "/api/v1/orders", &theirs, &[], None).await;
+    assert_eq!(body(&r)["items"], serde_json::json!([]));
+    let r = call(&s, "GET", "/api/v1/orders?status=done", &ours, &[], None).await;
+    assert_eq!(
+        (r.status, body(&r)["field"].clone()),
+        (400, "status".into())
+    );
+    let approve = format!("/api/v1/orders/{order}/approve");
+    let r = call(
+        &s,
+        "POST",
+        &approve,
+        &ours,
+        &[],
+        Some(&serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.body_text());
+    let r = call(
+        &s,
+        "POST",
+        &approve,
+        &theirs,
+        &[],
+        Some(&serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body_text());
+    let reject = format!("/api/v1/orders/{order}/reject");
+    let r = call(
+        &s,
+        "POST",
+        &reject,
+        &ours,
+        &[],
+        Some(&serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, body(&r)["field"].clone()),
+        (400, "reason".into())
+    );
     s.stop().await;
 }
