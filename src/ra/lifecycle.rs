@@ -167,6 +167,8 @@ impl Ra {
                 auth.term_years,
                 auth.requester
             ),
+            organisation_id: Some(auth.account.organisation_id),
+            department_id: auth.person.as_ref().and_then(|p| p.department_id),
             ..Default::default()
         };
         let notices: Vec<Notice> = self
@@ -288,6 +290,7 @@ impl Ra {
                 dedupe_key: None,
             });
         }
+        let (organisation_id, department_id) = self.order_scope(&order).await?;
         let audit = AuditEntry {
             actor: actor.clone(),
             action: action.into(),
@@ -297,6 +300,8 @@ impl Ra {
                 order.requester,
                 reason.as_deref().unwrap_or("")
             ),
+            organisation_id: Some(organisation_id),
+            department_id,
             ..Default::default()
         };
         if !self
@@ -336,6 +341,22 @@ impl Ra {
         let plan = self.plan(&auth, &csr).await?;
         self.issue_on(&auth, &csr, plan, actor, "approved", Some(order.id))
             .await
+    }
+
+    /// The organisation (its account's) and department (its person's) an order belongs
+    /// to: where its audit events are placed, and what scoped administrators reach. A
+    /// person removed since is no longer in any department.
+    pub(crate) async fn order_scope(&self, order: &Order) -> Result<(Id, Option<Id>), Error> {
+        let organisation_id = self.store.account(order.account_id).await?.organisation_id;
+        let department_id = match order.person_id {
+            Some(id) => match self.store.person(id).await {
+                Ok(p) => p.department_id,
+                Err(crate::store::StoreError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        Ok((organisation_id, department_id))
     }
 
     /// Where notices about an order go: the person's address, or a requester that is an
@@ -514,7 +535,7 @@ impl Ra {
         self.revoke(cert, reason, actor).await
     }
 
-    async fn revoke(
+    pub(super) async fn revoke(
         &self,
         cert: CertificateRecord,
         reason: RevocationReason,
@@ -558,11 +579,14 @@ impl Ra {
                 dedupe_key: None,
             });
         }
+        let (organisation_id, department_id) = self.order_scope(&order).await?;
         let audit = AuditEntry {
             actor,
             action: "certificate.revoked".into(),
             object: format!("certificate {}", cert.serial),
             detail: format!("serial={} reason={}", cert.serial, reason.as_str()),
+            organisation_id: Some(organisation_id),
+            department_id,
             ..Default::default()
         };
         if !self

@@ -732,6 +732,8 @@ impl Ra {
             action: format!("{action}.intent"),
             object: String::new(),
             detail: detail.clone(),
+            organisation_id: Some(auth.account.organisation_id),
+            department_id: auth.person.as_ref().and_then(|p| p.department_id),
             ..Default::default()
         };
         let order_id = match approved {
@@ -774,6 +776,8 @@ impl Ra {
             action: format!("{action}.issued"),
             object: String::new(),
             detail,
+            organisation_id: Some(auth.account.organisation_id),
+            department_id: auth.person.as_ref().and_then(|p| p.department_id),
             ..Default::default()
         };
         // Orders that waited for approval tell the person when the certificate exists.

@@ -313,11 +313,15 @@ impl Store {
                         after_seq: prev_seq,
                         next_seq: e.seq,
                     })
-                } else if e.seq != prev_seq + 1 || e.prev_hash != prev_hash {
+                } else if e.seq != prev_seq + 1 {
                     Some(ChainBreak::Reordered {
                         seq: e.seq,
                         after_seq: prev_seq,
                     })
+                } else if e.prev_hash != prev_hash {
+                    // In its place, but chained to other content: the event before was
+                    // rewritten with a fresh hash of its own.
+                    Some(ChainBreak::Altered { seq: prev_seq })
                 } else {
                     None
                 };

@@ -3,8 +3,11 @@
 
 mod admin;
 mod audit;
+#[cfg(test)]
+mod audit_tests;
 mod entities;
 mod lifecycle;
+mod search;
 mod selfservice;
 
 use sea_orm::sea_query::Expr;
@@ -17,6 +20,7 @@ pub use admin::{AdminChanges, AdminCredentials, Idempotent, NewAdmin};
 pub use audit::{chain_hash, AuditFilter, ChainReport};
 use entities::*;
 pub use lifecycle::{Notice, NoticeKind, OrderFilter};
+pub use search::{CertificateSearch, OrderSearch, Reach};
 pub use selfservice::{
     NewEmailToken, NewWebSession, OutboxItem, TokenRefusal, OUTBOX_EMAIL_CONFIRMATION,
 };
@@ -220,6 +224,12 @@ impl Store {
         let store = Store { db };
         store.seal_unchained_audit().await?;
         Ok(store)
+    }
+
+    /// The connection itself, for tests that tamper with rows as an attacker would.
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &DatabaseConnection {
+        &self.db
     }
 
     // ---- organisations, domains, departments ------------------------------------------

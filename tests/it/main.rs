@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin;
+mod admin_certs;
 mod architecture;
 mod cli;
 mod data_dir;

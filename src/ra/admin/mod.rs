@@ -3,8 +3,13 @@
 //! here once; front ends only translate.
 
 mod admins;
+mod audit;
 mod auth;
+mod certificates;
+#[cfg(test)]
+mod certs_tests;
 mod names;
+mod orders;
 mod scope;
 
 use crate::domain::{Actor, Admin, Id, Role};
@@ -12,10 +17,13 @@ pub use crate::store::AdminChanges;
 use crate::store::AuditEntry;
 
 pub use admins::{AdminRequest, MIN_ADMIN_PASSWORD};
+pub use audit::{audit_event_json, AuditFilter, ChainReport};
 pub use auth::{
     base32, totp_code, ApiKeyCreated, SealKey, SessionCreated, TotpEnrolment, API_KEY_MAX_DAYS,
     SESSION_IDLE_SECS, SESSION_MAX_SECS,
 };
+pub use certificates::{CertificateDetails, CertificateQuery};
+pub use orders::{OrderDetails, OrderQuery};
 
 /// An authenticated administrator: its role and the objects that role reaches.
 #[derive(Debug, Clone)]

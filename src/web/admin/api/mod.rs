@@ -11,8 +11,11 @@
 //! - POSTs that create, issue or revoke honour `Idempotency-Key` (`idempotency.rs`).
 
 mod admins;
+mod audit;
+mod certificates;
 mod extract;
 mod idempotency;
+mod orders;
 
 use std::sync::Arc;
 
@@ -63,6 +66,9 @@ impl Modify for BearerAuth {
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(admins::routes())
+        .merge(orders::routes())
+        .merge(certificates::routes())
+        .merge(audit::routes())
         .split_for_parts();
     (router, doc)
 }
