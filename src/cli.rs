@@ -83,6 +83,25 @@ pub enum Command {
     /// Administrators (MRAO, RAO, DRAO) and their API keys
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// The audit trail: verify its hash chain, export it
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check the hash chain; reports the first removed, altered or reordered event and
+    /// exits non-zero when the chain is broken
+    Verify,
+    /// Write events as JSON lines (every field, with seq, prev_hash and hash)
+    Export {
+        /// Only events at or after this time (RFC 3339, e.g. 2026-12-01T00:00:00Z, or Unix seconds)
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events of this organisation (by name)
+        #[arg(long)]
+        org: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -412,7 +431,14 @@ pub async fn admin(cli: &Cli, config: &Config) -> Result<(), CliError> {
     crate::app::prepare_files(config, SystemClock.now()).map_err(err)?;
     let store = crate::app::open_store(config).await.map_err(err)?;
     match &cli.command {
-        Command::Admin(c) => return admins(&ra_for(config, store)?, &operator(cli)?, c).await,
+        Command::Admin(c) => {
+            let caller = match c {
+                AdminCmd::List => reader(cli),
+                _ => operator(cli)?,
+            };
+            return admins(&ra_for(config, store)?, &caller, c).await;
+        }
+        Command::Audit(c) => return audit(&ra_for(config, store)?, &reader(cli), c).await,
         Command::Order(c) => return order(&ra_for(config, store)?, c).await,
         Command::Cert(c @ CertCmd::Revoke { .. }) => {
             return revoke(&ra_for(config, store)?, c).await
@@ -737,7 +763,8 @@ impl Admin {
             Command::Cert(CertCmd::List) => self.certs().await,
             Command::Cert(CertCmd::Issue { .. } | CertCmd::Revoke { .. })
             | Command::Order(_)
-            | Command::Admin(_) => Err(CliError("this command runs through the RA".into())),
+            | Command::Admin(_)
+            | Command::Audit(_) => Err(CliError("this command runs through the RA".into())),
         }
     }
 
@@ -1323,6 +1350,12 @@ fn operator(cli: &Cli) -> Result<Caller, CliError> {
     }
 }
 
+/// For commands that only read: the named operator, or an unnamed local reader (reads are
+/// not audited).
+fn reader(cli: &Cli) -> Caller {
+    operator(cli).unwrap_or_else(|_| Caller::operator("reader"))
+}
+
 async fn find_admin(
     ra: &Ra,
     caller: &Caller,
@@ -1466,6 +1499,57 @@ async fn admins(ra: &Ra, caller: &Caller, c: &AdminCmd) -> Result<(), CliError> 
         }
     }
     Ok(())
+}
+
+/// Reading the trail changes nothing, so it needs no operator name; it acts as the MRAO.
+async fn audit(ra: &Ra, reader: &Caller, c: &AuditCmd) -> Result<(), CliError> {
+    match c {
+        AuditCmd::Verify => {
+            let r = ra.verify_audit(reader).await.map_err(err)?;
+            match r.first_break {
+                None => {
+                    outln!(
+                        "audit chain intact: {} events, head {}",
+                        r.checked,
+                        r.head_seq
+                    );
+                    Ok(())
+                }
+                Some(b) => Err(CliError(format!(
+                    "audit chain BROKEN after checking {} events: {b}",
+                    r.checked
+                ))),
+            }
+        }
+        AuditCmd::Export { since, org } => {
+            let since = match since {
+                None => None,
+                Some(t) => Some(parse_time(t)?),
+            };
+            let org = match org {
+                None => None,
+                Some(name) => Some(ra.organisation_named(reader, name).await.map_err(err)?.id),
+            };
+            for line in ra.export_audit(reader, since, org).await.map_err(err)? {
+                outln!("{line}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// RFC 3339 or Unix seconds.
+fn parse_time(t: &str) -> Result<i64, CliError> {
+    if let Ok(n) = t.trim().parse::<i64>() {
+        return Ok(n);
+    }
+    time::OffsetDateTime::parse(t.trim(), &time::format_description::well_known::Rfc3339)
+        .map(|d| d.unix_timestamp())
+        .map_err(|_| {
+            CliError(format!(
+                "{t:?} is neither RFC 3339 (2026-12-01T00:00:00Z) nor Unix seconds"
+            ))
+        })
 }
 
 /// A new administrator password: the first line of a file, or typed twice.

@@ -256,3 +256,113 @@ async fn endpoint_help_links_are_web_or_mail_addresses_only() {
     assert!(out.contains("uri-extension:"), "{out}");
     s.stop().await;
 }
+
+fn estgate_as(s: &Server, operator: Option<&str>, args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_estgate"));
+    cmd.arg("--data-dir")
+        .arg(&s.config.data_dir)
+        .args(args)
+        .env("ESTGATE_DATABASE_URL", &s.config.database_url)
+        .env_remove("ESTGATE_OPERATOR");
+    if let Some(o) = operator {
+        cmd.env("ESTGATE_OPERATOR", o);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_admin_is_audited_as_the_named_operator_and_the_chain_verifies() {
+    let s = start().await;
+    let dir = s.dir.path();
+    let pw = dir.join("admin-pw");
+    std::fs::write(&pw, "a long admin password\n").unwrap();
+    let pws = pw.to_str().unwrap();
+    let add = [
+        "admin",
+        "add",
+        "--role",
+        "mrao",
+        "--name",
+        "Jane Ops",
+        "--email",
+        "jane@example.org",
+        "--password-file",
+        pws,
+    ];
+    // Without a name for the operator nothing is written.
+    let (ok, out) = estgate_as(&s, None, &add);
+    assert!(!ok && out.contains("--operator"), "{out}");
+    let (ok, out) = estgate_as(&s, Some("ops-jane"), &add);
+    assert!(ok, "{out}");
+    assert!(out.contains("TOTP secret"), "{out}");
+    let (ok, out) = estgate_as(&s, Some("ops-jane"), &add);
+    assert!(!ok && out.contains("already exists"), "{out}");
+    let (ok, out) = estgate_as(&s, None, &["admin", "list"]);
+    assert!(
+        ok && out.contains("jane@example.org") && out.contains("mrao"),
+        "{out}"
+    );
+
+    let (ok, out) = estgate_as(&s, None, &["audit", "verify"]);
+    assert!(ok && out.contains("audit chain intact"), "{out}");
+    let (ok, out) = estgate_as(&s, None, &["audit", "export"]);
+    assert!(ok, "{out}");
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let created = events
+        .iter()
+        .find(|e| e["action"] == "admin.create")
+        .expect("admin.create exported");
+    assert_eq!(created["actor"], "cli:ops-jane");
+    assert!(created["hash"].as_str().unwrap().len() == 64);
+
+    // Remove one event behind the server's back: verify names it and fails.
+    let seq = created["seq"].as_i64().unwrap();
+    let db = sea_orm::Database::connect(&s.config.database_url)
+        .await
+        .unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &db,
+        &format!("DELETE FROM audit_event WHERE seq = {seq}"),
+    )
+    .await
+    .unwrap();
+    let (ok, out) = estgate_as(&s, None, &["audit", "verify"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("events {seq}..{seq} were removed")),
+        "{out}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_into_a_closed_pipe_ends_quietly() {
+    let s = start().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_estgate"))
+        .arg("--data-dir")
+        .arg(&s.config.data_dir)
+        .args(["cert", "list"])
+        .env("ESTGATE_DATABASE_URL", &s.config.database_url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the first line is written, as `| head -0` would.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    s.stop().await;
+}
