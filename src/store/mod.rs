@@ -6,6 +6,7 @@ mod audit;
 mod entities;
 mod lifecycle;
 mod selfservice;
+mod setup;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -17,6 +18,7 @@ pub use admin::{AdminChanges, AdminCredentials, Idempotent, NewAdmin};
 pub use audit::{chain_hash, AuditFilter, ChainReport};
 use entities::*;
 pub use lifecycle::{Notice, NoticeKind, OrderFilter};
+pub use setup::{AccountFilter, ProfileUsage};
 pub use selfservice::{
     NewEmailToken, NewWebSession, OutboxItem, TokenRefusal, OUTBOX_EMAIL_CONFIRMATION,
 };
@@ -530,6 +532,7 @@ impl Store {
         endpoint::Entity::find()
             .filter(endpoint::Column::OrganisationId.eq(organisation_id))
             .filter(endpoint::Column::Name.eq(name))
+            .filter(endpoint::Column::DeletedAt.is_null())
             .one(&self.db)
             .await?
             .map(endpoint_from)
@@ -539,6 +542,7 @@ impl Store {
 
     pub async fn endpoints(&self) -> Result<Vec<Endpoint>> {
         endpoint::Entity::find()
+            .filter(endpoint::Column::DeletedAt.is_null())
             .order_by_asc(endpoint::Column::Id)
             .all(&self.db)
             .await?
@@ -644,6 +648,7 @@ impl Store {
     pub async fn account_by_label(&self, label: &str) -> Result<Option<Account>> {
         match account::Entity::find()
             .filter(account::Column::EstLabel.eq(label))
+            .filter(account::Column::DeletedAt.is_null())
             .one(&self.db)
             .await?
         {
@@ -655,6 +660,7 @@ impl Store {
     pub async fn default_account(&self) -> Result<Option<Account>> {
         match account::Entity::find()
             .filter(account::Column::IsDefault.eq(true))
+            .filter(account::Column::DeletedAt.is_null())
             .one(&self.db)
             .await?
         {
@@ -666,6 +672,7 @@ impl Store {
     pub async fn accounts(&self) -> Result<Vec<Account>> {
         let mut out = Vec::new();
         for m in account::Entity::find()
+            .filter(account::Column::DeletedAt.is_null())
             .order_by_asc(account::Column::Id)
             .all(&self.db)
             .await?
