@@ -2,15 +2,27 @@
 //! (`scope.rs`), and the verbs the JSON API, the console and the CLI all call. Policy lives
 //! here once; front ends only translate.
 
+mod accounts;
 mod admins;
 mod auth;
+mod endpoints;
+mod profiles;
 mod scope;
+#[cfg(test)]
+mod setup_tests;
 
 use crate::domain::{Actor, Admin, Id, Role};
 pub use crate::store::AdminChanges;
 use crate::store::AuditEntry;
 
+pub use accounts::{
+    check_access_code, check_est_label, AccountChanges, AccountRequest, AccountSaved,
+};
 pub use admins::{AdminRequest, MIN_ADMIN_PASSWORD};
+pub use endpoints::{
+    check_help_link_target, check_uri_extension, EndpointChanges, EndpointRequest,
+};
+pub use profiles::{check_profile, ProfileChanges, ProfileRequest, MAX_TERM_YEARS};
 pub use auth::{
     base32, totp_code, ApiKeyCreated, SealKey, SessionCreated, TotpEnrolment, API_KEY_MAX_DAYS,
     SESSION_IDLE_SECS, SESSION_MAX_SECS,
