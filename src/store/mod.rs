@@ -18,10 +18,10 @@ pub use admin::{AdminChanges, AdminCredentials, Idempotent, NewAdmin};
 pub use audit::{chain_hash, AuditFilter, ChainReport};
 use entities::*;
 pub use lifecycle::{Notice, NoticeKind, OrderFilter};
-pub use setup::{AccountFilter, ProfileUsage};
 pub use selfservice::{
     NewEmailToken, NewWebSession, OutboxItem, TokenRefusal, OUTBOX_EMAIL_CONFIRMATION,
 };
+pub use setup::{AccountFilter, ProfileUsage};
 
 use crate::domain::{
     Account, Actor, AuthType, Authorization, CertStatus, CertificateRecord, CsrMethod, Department,

@@ -12,8 +12,8 @@ use sea_orm::{
 use super::admin::missing_or_stale;
 use super::entities::*;
 use super::{
-    conflict, endpoint_from, insert_audit, join, profile_from, AuditEntry, NewAccount,
-    NewEndpoint, NewProfile, Result, Store, StoreError,
+    conflict, endpoint_from, insert_audit, join, profile_from, AuditEntry, NewAccount, NewEndpoint,
+    NewProfile, Result, Store, StoreError,
 };
 use crate::domain::{Account, Endpoint, Id, Profile, SecretHash, UnixTime};
 
@@ -264,7 +264,10 @@ impl Store {
                 endpoint::Column::UriExtension,
                 Expr::value(e.uri_extension.as_str()),
             )
-            .col_expr(endpoint::Column::AuthTypes, Expr::value(join(&e.auth_types)))
+            .col_expr(
+                endpoint::Column::AuthTypes,
+                Expr::value(join(&e.auth_types)),
+            )
             .col_expr(
                 endpoint::Column::HelpLinkText,
                 Expr::value(e.help_link_text.as_str()),
@@ -273,8 +276,14 @@ impl Store {
                 endpoint::Column::HelpLinkTarget,
                 Expr::value(e.help_link_target.as_str()),
             )
-            .col_expr(endpoint::Column::HelpText, Expr::value(e.help_text.as_str()))
-            .col_expr(endpoint::Column::EulaText, Expr::value(e.eula_text.as_str()))
+            .col_expr(
+                endpoint::Column::HelpText,
+                Expr::value(e.help_text.as_str()),
+            )
+            .col_expr(
+                endpoint::Column::EulaText,
+                Expr::value(e.eula_text.as_str()),
+            )
             .col_expr(
                 endpoint::Column::Version,
                 Expr::col(endpoint::Column::Version).add(1),
@@ -530,7 +539,10 @@ impl Store {
         let txn = self.db.begin().await?;
         let r = account::Entity::update_many()
             .col_expr(account::Column::DeletedAt, Expr::value(now))
-            .col_expr(account::Column::EstLabel, Expr::value(Option::<String>::None))
+            .col_expr(
+                account::Column::EstLabel,
+                Expr::value(Option::<String>::None),
+            )
             .col_expr(account::Column::IsDefault, Expr::value(false))
             .col_expr(
                 account::Column::AccessCodeHash,

@@ -188,10 +188,10 @@ impl Ra {
                     } else {
                         "an account of another organisation".to_string()
                     };
-                    return Err(Error::conflict(format!(
-                        "{holder} already has EST label {l:?}"
-                    ))
-                    .at("est_label"));
+                    return Err(
+                        Error::conflict(format!("{holder} already has EST label {l:?}"))
+                            .at("est_label"),
+                    );
                 }
             }
         }

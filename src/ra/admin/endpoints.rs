@@ -195,7 +195,8 @@ impl Ra {
     ) -> Result<Endpoint, Error> {
         caller.require_not_drao("endpoints")?;
         let org = r.organisation_id;
-        if !caller.principal.manages_organisation(org) || self.store.organisation(org).await.is_err()
+        if !caller.principal.manages_organisation(org)
+            || self.store.organisation(org).await.is_err()
         {
             return Err(Error::invalid(
                 "organisation",

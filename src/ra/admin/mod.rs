@@ -19,14 +19,14 @@ pub use accounts::{
     check_access_code, check_est_label, AccountChanges, AccountRequest, AccountSaved,
 };
 pub use admins::{AdminRequest, MIN_ADMIN_PASSWORD};
-pub use endpoints::{
-    check_help_link_target, check_uri_extension, EndpointChanges, EndpointRequest,
-};
-pub use profiles::{check_profile, ProfileChanges, ProfileRequest, MAX_TERM_YEARS};
 pub use auth::{
     base32, totp_code, ApiKeyCreated, SealKey, SessionCreated, TotpEnrolment, API_KEY_MAX_DAYS,
     SESSION_IDLE_SECS, SESSION_MAX_SECS,
 };
+pub use endpoints::{
+    check_help_link_target, check_uri_extension, EndpointChanges, EndpointRequest,
+};
+pub use profiles::{check_profile, ProfileChanges, ProfileRequest, MAX_TERM_YEARS};
 
 /// An authenticated administrator: its role and the objects that role reaches.
 #[derive(Debug, Clone)]
