@@ -10,9 +10,12 @@
 //! - lists: `?limit=&cursor=` and `next_cursor` in the answer;
 //! - POSTs that create, issue or revoke honour `Idempotency-Key` (`idempotency.rs`).
 
+mod accounts;
 mod admins;
+mod endpoints;
 mod extract;
 mod idempotency;
+mod profiles;
 
 use std::sync::Arc;
 
@@ -63,6 +66,9 @@ impl Modify for BearerAuth {
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(admins::routes())
+        .merge(profiles::routes())
+        .merge(endpoints::routes())
+        .merge(accounts::routes())
         .split_for_parts();
     (router, doc)
 }
