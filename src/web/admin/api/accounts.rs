@@ -128,7 +128,10 @@ async fn list_accounts(
         limit: q.limit,
         cursor: q.cursor,
     };
-    Ok(json(StatusCode::OK, &page(all, &pq, |a| a.id, account_view)?))
+    Ok(json(
+        StatusCode::OK,
+        &page(all, &pq, |a| a.id, account_view)?,
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]

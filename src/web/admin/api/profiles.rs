@@ -149,7 +149,10 @@ async fn list_profiles(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Response> {
     let all = state.ra.profiles(&caller).await?;
-    Ok(json(StatusCode::OK, &page(all, &q, |p| p.id, profile_view)?))
+    Ok(json(
+        StatusCode::OK,
+        &page(all, &q, |p| p.id, profile_view)?,
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
