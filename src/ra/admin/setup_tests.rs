@@ -821,3 +821,28 @@ async fn only_an_mrao_moves_another_organisations_default() {
     let a = ra.add_account(&mrao(), r).await.unwrap().account;
     assert_eq!(ra.account_for_label(None).await.unwrap().id, a.id);
 }
+
+#[tokio::test]
+async fn a_form_session_that_chose_a_deleted_account_cannot_enroll() {
+    let s = setup().await;
+    let ra = &s.w.ra;
+    let session = crate::domain::WebSession {
+        id: 1,
+        endpoint_id: s.ep_a.id,
+        email: crate::domain::EmailAddress::parse("p@a.example").unwrap(),
+        person_id: None,
+        account_id: Some(s.acc_a.id),
+        auth_type: AuthType::EmailConfirmation,
+        created_at: T0,
+        expires_at: T0 + 3600,
+    };
+    assert_eq!(
+        ra.enrollment_form(&session).await.unwrap().account.id,
+        s.acc_a.id
+    );
+    ra.remove_account(&mrao(), s.acc_a.id).await.unwrap();
+    assert_eq!(
+        kind(ra.enrollment_form(&session).await).0,
+        ErrorKind::NotFound
+    );
+}
