@@ -226,6 +226,7 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
     let ra = Ra::new(store.clone(), ca.clone(), clock.clone())
         .with_email_link_ttl(config.mail.link_ttl_secs)
         .with_approvers(config.approver_emails.clone())
+        .with_public_url(config.public_url.clone())
         .with_publisher(publisher.clone())
         .with_seal_key(load_seal_key(config)?);
     let mut background = vec![tokio::spawn(publisher.clone().run())];

@@ -58,6 +58,8 @@ pub struct Ra {
     publisher: Option<Arc<publication::Publisher>>,
     /// Seals administrators' TOTP secrets (a file in the data directory).
     seal_key: Option<admin::SealKey>,
+    /// The server's public base URL, for the enrollment URLs the admin API answers.
+    public_url: String,
 }
 
 /// A certificate for a key the server generated; the key exists only in this value.
@@ -100,11 +102,17 @@ impl Ra {
             approvers: Vec::new(),
             publisher: None,
             seal_key: None,
+            public_url: String::new(),
         }
     }
 
     pub fn with_approvers(mut self, approvers: Vec<EmailAddress>) -> Ra {
         self.approvers = approvers;
+        self
+    }
+
+    pub fn with_public_url(mut self, url: String) -> Ra {
+        self.public_url = url;
         self
     }
 

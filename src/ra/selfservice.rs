@@ -514,7 +514,8 @@ impl Ra {
         let account_id = session
             .account_id
             .ok_or_else(|| Error::forbidden("choose an enrollment account first"))?;
-        let account = self.store.account(account_id).await?;
+        // A deleted account no longer enrolls, even for a session that chose it before.
+        let account = self.store.live_account(account_id).await?;
         if account.endpoint_id != session.endpoint_id {
             return Err(Error::forbidden(
                 "this account belongs to another enrollment page",

@@ -9,6 +9,7 @@ mod entities;
 mod lifecycle;
 mod search;
 mod selfservice;
+mod setup;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -24,6 +25,7 @@ pub use search::{CertificateSearch, OrderSearch, Reach};
 pub use selfservice::{
     NewEmailToken, NewWebSession, OutboxItem, TokenRefusal, OUTBOX_EMAIL_CONFIRMATION,
 };
+pub use setup::{AccountFilter, ProfileUsage};
 
 use crate::domain::{
     Account, Actor, AuthType, Authorization, CertStatus, CertificateRecord, CsrMethod, Department,
@@ -540,6 +542,7 @@ impl Store {
         endpoint::Entity::find()
             .filter(endpoint::Column::OrganisationId.eq(organisation_id))
             .filter(endpoint::Column::Name.eq(name))
+            .filter(endpoint::Column::DeletedAt.is_null())
             .one(&self.db)
             .await?
             .map(endpoint_from)
@@ -549,6 +552,7 @@ impl Store {
 
     pub async fn endpoints(&self) -> Result<Vec<Endpoint>> {
         endpoint::Entity::find()
+            .filter(endpoint::Column::DeletedAt.is_null())
             .order_by_asc(endpoint::Column::Id)
             .all(&self.db)
             .await?
@@ -654,6 +658,7 @@ impl Store {
     pub async fn account_by_label(&self, label: &str) -> Result<Option<Account>> {
         match account::Entity::find()
             .filter(account::Column::EstLabel.eq(label))
+            .filter(account::Column::DeletedAt.is_null())
             .one(&self.db)
             .await?
         {
@@ -665,6 +670,7 @@ impl Store {
     pub async fn default_account(&self) -> Result<Option<Account>> {
         match account::Entity::find()
             .filter(account::Column::IsDefault.eq(true))
+            .filter(account::Column::DeletedAt.is_null())
             .one(&self.db)
             .await?
         {
@@ -676,6 +682,7 @@ impl Store {
     pub async fn accounts(&self) -> Result<Vec<Account>> {
         let mut out = Vec::new();
         for m in account::Entity::find()
+            .filter(account::Column::DeletedAt.is_null())
             .order_by_asc(account::Column::Id)
             .all(&self.db)
             .await?

@@ -572,6 +572,8 @@ impl Store {
     pub async fn endpoint_by_uri_extension(&self, ext: &str) -> Result<Option<Endpoint>> {
         endpoint::Entity::find()
             .filter(endpoint::Column::UriExtension.eq(ext))
+            // A deleted endpoint no longer serves its form.
+            .filter(endpoint::Column::DeletedAt.is_null())
             .one(&self.db)
             .await?
             .map(super::endpoint_from)
@@ -590,6 +592,7 @@ impl Store {
         let mut out = Vec::new();
         for m in account::Entity::find()
             .filter(account::Column::EndpointId.eq(endpoint_id))
+            .filter(account::Column::DeletedAt.is_null())
             .order_by_asc(account::Column::Name)
             .all(&self.db)
             .await?

@@ -75,13 +75,13 @@ fn the_ra_hands_out_no_store() {
         let text = std::fs::read_to_string(&path).unwrap();
         for line in text.lines() {
             let l = line.trim();
-            if l.starts_with("pub fn") || l.starts_with("pub async fn") {
-                if l.contains("-> &Store")
+            let public = l.starts_with("pub fn") || l.starts_with("pub async fn");
+            if public
+                && (l.contains("-> &Store")
                     || l.contains("-> Store")
-                    || l.contains("&crate::store::Store")
-                {
-                    offenders.push(format!("{}: {l}", path.display()));
-                }
+                    || l.contains("&crate::store::Store"))
+            {
+                offenders.push(format!("{}: {l}", path.display()));
             }
         }
     }

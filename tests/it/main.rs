@@ -4,6 +4,7 @@
 
 mod admin;
 mod admin_certs;
+mod admin_setup;
 mod architecture;
 mod cli;
 mod data_dir;

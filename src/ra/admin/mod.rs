@@ -2,20 +2,28 @@
 //! (`scope.rs`), and the verbs the JSON API, the console and the CLI all call. Policy lives
 //! here once; front ends only translate.
 
+mod accounts;
 mod admins;
 mod audit;
 mod auth;
 mod certificates;
 #[cfg(test)]
 mod certs_tests;
+mod endpoints;
 mod names;
 mod orders;
+mod profiles;
 mod scope;
+#[cfg(test)]
+mod setup_tests;
 
 use crate::domain::{Actor, Admin, Id, Role};
 pub use crate::store::AdminChanges;
 use crate::store::AuditEntry;
 
+pub use accounts::{
+    check_access_code, check_est_label, AccountChanges, AccountRequest, AccountSaved,
+};
 pub use admins::{AdminRequest, MIN_ADMIN_PASSWORD};
 pub use audit::{audit_event_json, AuditFilter, ChainReport};
 pub use auth::{
@@ -23,7 +31,11 @@ pub use auth::{
     SESSION_IDLE_SECS, SESSION_MAX_SECS,
 };
 pub use certificates::{CertificateDetails, CertificateQuery};
+pub use endpoints::{
+    check_help_link_target, check_uri_extension, EndpointChanges, EndpointRequest,
+};
 pub use orders::{OrderDetails, OrderQuery};
+pub use profiles::{check_profile, ProfileChanges, ProfileRequest, MAX_TERM_YEARS};
 
 /// An authenticated administrator: its role and the objects that role reaches.
 #[derive(Debug, Clone)]

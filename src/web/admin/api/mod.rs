@@ -10,12 +10,15 @@
 //! - lists: `?limit=&cursor=` and `next_cursor` in the answer;
 //! - POSTs that create, issue or revoke honour `Idempotency-Key` (`idempotency.rs`).
 
+mod accounts;
 mod admins;
 mod audit;
 mod certificates;
+mod endpoints;
 mod extract;
 mod idempotency;
 mod orders;
+mod profiles;
 
 use std::sync::Arc;
 
@@ -69,6 +72,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(orders::routes())
         .merge(certificates::routes())
         .merge(audit::routes())
+        .merge(profiles::routes())
+        .merge(endpoints::routes())
+        .merge(accounts::routes())
         .split_for_parts();
     (router, doc)
 }
