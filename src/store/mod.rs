@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod entities;
 mod lifecycle;
+mod people;
 mod selfservice;
 
 use sea_orm::sea_query::Expr;
@@ -17,6 +18,7 @@ pub use admin::{AdminChanges, AdminCredentials, Idempotent, NewAdmin};
 pub use audit::{chain_hash, AuditFilter, ChainReport};
 use entities::*;
 pub use lifecycle::{Notice, NoticeKind, OrderFilter};
+pub use people::{tombstone_email, OrganisationChanges, PersonChanges, PersonFilter, References};
 pub use selfservice::{
     NewEmailToken, NewWebSession, OutboxItem, TokenRefusal, OUTBOX_EMAIL_CONFIRMATION,
 };
