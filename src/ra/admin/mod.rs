@@ -4,16 +4,28 @@
 
 mod admins;
 mod auth;
+mod import;
+mod organisations;
+mod persons;
 mod scope;
+
+#[cfg(test)]
+mod people_tests;
 
 use crate::domain::{Actor, Admin, Id, Role};
 pub use crate::store::AdminChanges;
 use crate::store::AuditEntry;
 
+pub use crate::store::{OrganisationChanges, PersonChanges};
 pub use admins::{AdminRequest, MIN_ADMIN_PASSWORD};
 pub use auth::{
     base32, totp_code, ApiKeyCreated, SealKey, SessionCreated, TotpEnrolment, API_KEY_MAX_DAYS,
     SESSION_IDLE_SECS, SESSION_MAX_SECS,
+};
+pub use import::{ImportLineError, ImportOutcome, ImportReport, MAX_IMPORT_BYTES};
+pub use organisations::OrganisationRequest;
+pub use persons::{
+    PersonAdded, PersonQuery, PersonRequest, PersonRetired, SecretIdChoice, MIN_SECRET_ID,
 };
 
 /// An authenticated administrator: its role and the objects that role reaches.
