@@ -13,6 +13,8 @@
 mod admins;
 mod extract;
 mod idempotency;
+mod organisations;
+mod persons;
 
 use std::sync::Arc;
 
@@ -63,6 +65,8 @@ impl Modify for BearerAuth {
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(admins::routes())
+        .merge(organisations::routes())
+        .merge(persons::routes())
         .split_for_parts();
     (router, doc)
 }
