@@ -2,6 +2,7 @@
 //! to it. Every issued certificate is checked by OpenSSL and x509-parser.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin_people;
 mod architecture;
 mod cli;
 mod data_dir;
