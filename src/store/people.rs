@@ -497,6 +497,26 @@ impl Store {
             .and_then(|m| m.deleted_email))
     }
 
+    /// Which of `emails` belong to a person already (live ones: deleted persons' rows
+    /// hold a tombstone address).
+    pub async fn taken_emails(
+        &self,
+        emails: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut out = std::collections::HashSet::new();
+        // Bounded IN lists: SQLite allows at most 32 766 parameters per statement.
+        for chunk in emails.chunks(500) {
+            for m in person::Entity::find()
+                .filter(person::Column::Email.is_in(chunk.to_vec()))
+                .all(&self.db)
+                .await?
+            {
+                out.insert(m.email);
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn find_persons(&self, f: &PersonFilter) -> Result<Vec<Person>> {
         let mut q = person::Entity::find();
         if let Some(orgs) = &f.organisations {

@@ -9,7 +9,9 @@ use serde_json::json;
 
 use super::persons::{check_email, check_names, check_secret_id};
 use super::{snapshot, Caller};
-use crate::domain::{generate_secret, hash_secret, Id, Secret, SecretHash, SECRET_LEN};
+use crate::domain::{
+    generate_secret, hash_secret, EmailAddress, Id, Secret, SecretHash, SECRET_LEN,
+};
 use crate::error::Error;
 use crate::ra::Ra;
 use crate::store::{AuditEntry, NewPerson, StoreError};
@@ -169,6 +171,12 @@ impl Ra {
             .into_iter()
             .map(|d| (d.name, d.id))
             .collect();
+        let addresses: Vec<String> = lines
+            .clone()
+            .filter_map(|(_, f)| f.first().and_then(|e| EmailAddress::parse(e)))
+            .map(|e| e.as_str().to_string())
+            .collect();
+        let taken = self.store.taken_emails(&addresses).await?;
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut rows = Vec::new();
         for (line, fields) in lines {
@@ -199,7 +207,7 @@ impl Ra {
                     if let Some(first_line) = seen.get(e.as_str()) {
                         bad("email", format!("{e} is also on line {first_line}"));
                         ok = false;
-                    } else if self.store.person_by_email(&e).await?.is_some() {
+                    } else if taken.contains(e.as_str()) {
                         bad("email", format!("a person with email {e} already exists"));
                         ok = false;
                     }
