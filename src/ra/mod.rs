@@ -18,7 +18,7 @@ use crate::ca::keys::{GeneratedKey, KeyGenerator, KeygenError};
 use crate::ca::{Ca, IssuancePlan};
 use crate::domain::{
     hash_secret, verify_secret, Account, Actor, AuthType, Authorization, CertStatus, Clock,
-    EmailAddress, Person, Profile, Secret, SecretHash, SubjectSource,
+    EmailAddress, Person, PersonStatus, Profile, Secret, SecretHash, SubjectSource,
 };
 use crate::error::{Error, ErrorKind};
 use crate::store::{AuditEntry, SignedCertificate, SigningIntent, Store};
@@ -326,6 +326,7 @@ impl Ra {
                             "no person {email} in this account's organisation"
                         ))
                     })?;
+                Self::check_person_active(&person)?;
                 if account.department_id.is_some() && person.department_id != account.department_id
                 {
                     return Err(Error::forbidden(
@@ -449,6 +450,8 @@ impl Ra {
                 let person = auth.person.as_ref().ok_or_else(|| {
                     Error::forbidden("this account's profile issues person certificates, which need a person record")
                 })?;
+                // Also for a form session that began before the person was disabled.
+                Self::check_person_active(person)?;
                 plan::for_person(
                     person,
                     &org,
@@ -462,6 +465,20 @@ impl Ra {
             SubjectSource::Device => {
                 plan::for_device(&org, department, &auth.profile, auth.term_years, csr, now)
             }
+        }
+    }
+
+    /// A person an administrator disabled or deleted is refused wherever they present
+    /// themselves: form sign-in, EST enrollment, re-enrollment, an administrator's issue.
+    pub(crate) fn check_person_active(p: &Person) -> Result<(), Error> {
+        match p.status {
+            PersonStatus::Active => Ok(()),
+            PersonStatus::Disabled => Err(Error::forbidden(
+                "this person is disabled; ask your administrator",
+            )),
+            PersonStatus::Deleted => Err(Error::forbidden(
+                "this person was removed; ask your administrator",
+            )),
         }
     }
 
@@ -531,6 +548,7 @@ impl Ra {
             None => None,
         };
         if let Some(p) = &person {
+            Self::check_person_active(p)?;
             if p.organisation_id != account.organisation_id {
                 return Err(Error::forbidden(
                     "the person no longer belongs to this account's organisation",
@@ -622,6 +640,7 @@ impl Ra {
                     return Err(Error::unauthorized("wrong email address or secret ID"));
                 };
                 throttle::forget_failures(&self.store, &keys, &recent_failures).await?;
+                Self::check_person_active(&person)?;
                 let org = self.store.organisation(account.organisation_id).await?;
                 Self::check_domain(&org, &email)?;
                 if let Some(dept) = account.department_id {
@@ -670,9 +689,12 @@ impl Ra {
                     Self::check_domain(&org, &email)?;
                     let person = self
                         .store
-                        .person_by_email(&email)
+                        .person_on_record(&email)
                         .await?
                         .filter(|p| p.organisation_id == account.organisation_id);
+                    if let Some(p) = &person {
+                        Self::check_person_active(p)?;
+                    }
                     // As in the form: a person on record must be in the account's department.
                     if let (Some(dept), Some(p)) = (account.department_id, &person) {
                         if p.department_id != Some(dept) {

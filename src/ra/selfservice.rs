@@ -139,7 +139,7 @@ fn token_refused(r: TokenRefusal) -> Error {
 }
 
 /// Names as a person may type them: trimmed, printable, at most 64 characters each.
-fn clean_name(s: &str) -> Result<String, String> {
+pub(super) fn clean_name(s: &str) -> Result<String, String> {
     let s = s.trim();
     if s.chars().count() > 64 {
         return Err("at most 64 characters".into());
@@ -279,9 +279,12 @@ impl Ra {
                 let org = self.organisation_of(endpoint).await?;
                 let person = self
                     .store
-                    .person_by_email(&token.email)
+                    .person_on_record(&token.email)
                     .await?
                     .filter(|p| p.organisation_id == org.id);
+                if let Some(p) = &person {
+                    Self::check_person_active(p)?;
+                }
                 let secret = self
                     .new_session(
                         endpoint,
@@ -343,6 +346,7 @@ impl Ra {
             return Err(Error::unauthorized("wrong email address or secret ID"));
         };
         throttle::forget_failures(&self.store, &keys, &counts).await?;
+        Self::check_person_active(&person)?;
         Self::check_domain(&org, &email)?;
         self.new_session(
             endpoint,

@@ -7,6 +7,7 @@ mod audit;
 mod audit_tests;
 mod entities;
 mod lifecycle;
+mod people;
 mod search;
 mod selfservice;
 mod setup;
@@ -21,6 +22,7 @@ pub use admin::{AdminChanges, AdminCredentials, Idempotent, NewAdmin};
 pub use audit::{chain_hash, AuditFilter, ChainReport};
 use entities::*;
 pub use lifecycle::{Notice, NoticeKind, OrderFilter};
+pub use people::{tombstone_email, OrganisationChanges, PersonChanges, PersonFilter, References};
 pub use search::{CertificateSearch, OrderSearch, Reach};
 pub use selfservice::{
     NewEmailToken, NewWebSession, OutboxItem, TokenRefusal, OUTBOX_EMAIL_CONFIRMATION,

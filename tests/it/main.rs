@@ -4,6 +4,7 @@
 
 mod admin;
 mod admin_certs;
+mod admin_people;
 mod admin_setup;
 mod architecture;
 mod cli;

@@ -10,17 +10,24 @@ mod certificates;
 #[cfg(test)]
 mod certs_tests;
 mod endpoints;
+mod import;
 mod names;
 mod orders;
+mod organisations;
+mod persons;
 mod profiles;
 mod scope;
 #[cfg(test)]
 mod setup_tests;
 
+#[cfg(test)]
+mod people_tests;
+
 use crate::domain::{Actor, Admin, Id, Role};
 pub use crate::store::AdminChanges;
 use crate::store::AuditEntry;
 
+pub use crate::store::{OrganisationChanges, PersonChanges};
 pub use accounts::{
     check_access_code, check_est_label, AccountChanges, AccountRequest, AccountSaved,
 };
@@ -34,7 +41,12 @@ pub use certificates::{CertificateDetails, CertificateQuery};
 pub use endpoints::{
     check_help_link_target, check_uri_extension, EndpointChanges, EndpointRequest,
 };
+pub use import::{ImportLineError, ImportOutcome, ImportReport, MAX_IMPORT_BYTES};
 pub use orders::{OrderDetails, OrderQuery};
+pub use organisations::OrganisationRequest;
+pub use persons::{
+    PersonAdded, PersonQuery, PersonRequest, PersonRetired, SecretIdChoice, MIN_SECRET_ID,
+};
 pub use profiles::{check_profile, ProfileChanges, ProfileRequest, MAX_TERM_YEARS};
 
 /// An authenticated administrator: its role and the objects that role reaches.

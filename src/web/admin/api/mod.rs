@@ -18,6 +18,8 @@ mod endpoints;
 mod extract;
 mod idempotency;
 mod orders;
+mod organisations;
+mod persons;
 mod profiles;
 
 use std::sync::Arc;
@@ -75,6 +77,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(profiles::routes())
         .merge(endpoints::routes())
         .merge(accounts::routes())
+        .merge(organisations::routes())
+        .merge(persons::routes())
         .split_for_parts();
     (router, doc)
 }
