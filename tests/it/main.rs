@@ -5,6 +5,7 @@
 mod admin;
 mod admin_certs;
 mod admin_people;
+mod admin_roles;
 mod admin_setup;
 mod architecture;
 mod cli;
