@@ -473,6 +473,17 @@ async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
         "allowed values listed: {}",
         a.json
     );
+    // Query strings are refused as bodies are: a problem document naming the parameter.
+    for (path, field) in [
+        ("/api/v1/organisations?limit=x", "limit"),
+        ("/api/v1/admins?colour=1", "colour"),
+        ("/api/v1/profiles?limit=0", "limit"),
+    ] {
+        let a = get(&s, path, &key).await;
+        assert_eq!(a.status, 400, "{path}: {}", a.json);
+        assert_eq!(a.json["field"], field, "{path}: {}", a.json);
+        assert_eq!(a.header("content-type"), Some("application/problem+json"));
+    }
     let xml = call(
         &s,
         "POST",

@@ -1,6 +1,7 @@
 //! Enrollment accounts; a generated access code is answered once, in `access_code`.
 
-use axum::extract::{Path, Query, State};
+use super::ApiQuery;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -118,7 +119,7 @@ pub struct AccountQuery {
 async fn list_accounts(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Query(q): Query<AccountQuery>,
+    ApiQuery(q): ApiQuery<AccountQuery>,
 ) -> ApiResult<Response> {
     let all = state
         .ra

@@ -1,6 +1,7 @@
 //! Sessions (password + TOTP sign-in), the caller itself, administrators and API keys.
 
-use axum::extract::{Path, Query, State};
+use super::ApiQuery;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
@@ -199,7 +200,7 @@ async fn me(
 async fn list_admins(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     let admins = state.ra.admins(&caller).await?;
     Ok(json(
@@ -417,7 +418,7 @@ fn key_view(k: ApiKeyRecord) -> ApiKeyView {
 async fn list_api_keys(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     let keys = state.ra.api_keys(&caller).await?;
     Ok(json(StatusCode::OK, &page(keys, &q, |k| k.id, key_view)?))

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::admins::RoleDoc;
-use super::orders::Filters;
+use super::ApiQuery;
 use super::{json, page, AdminCaller, ApiResult, Page, PageQuery, ProblemDoc};
 use crate::domain::{AuditEvent, Id};
 use crate::ra::admin::AuditFilter;
@@ -93,7 +93,7 @@ pub struct AuditFilters {
 async fn list_audit_events(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Filters(f): Filters<AuditFilters>,
+    ApiQuery(f): ApiQuery<AuditFilters>,
 ) -> ApiResult<Response> {
     let pq = PageQuery {
         limit: f.limit,

@@ -1,5 +1,6 @@
 //! Certificates: search, one certificate, its PEM and DER, and revocation.
 
+use super::ApiQuery;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +11,6 @@ use utoipa_axum::routes;
 
 use super::admins::respond;
 use super::idempotency::{once, IdempotencyKey};
-use super::orders::Filters;
 use super::{json, page, AdminCaller, ApiJson, ApiResult, Page, PageQuery, ProblemDoc};
 use crate::domain::{CertStatus, Id, RevocationReason};
 use crate::ra::admin::{CertificateDetails, CertificateQuery};
@@ -175,7 +175,7 @@ pub struct CertificateFilters {
 async fn list_certificates(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Filters(f): Filters<CertificateFilters>,
+    ApiQuery(f): ApiQuery<CertificateFilters>,
 ) -> ApiResult<Response> {
     let pq = PageQuery {
         limit: f.limit,

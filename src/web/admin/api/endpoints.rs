@@ -1,6 +1,7 @@
 //! Enrollment endpoints of organisations; each answer carries its form's full URL.
 
-use axum::extract::{Path, Query, State};
+use super::ApiQuery;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -91,7 +92,7 @@ pub struct EndpointQuery {
 async fn list_endpoints(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Query(q): Query<EndpointQuery>,
+    ApiQuery(q): ApiQuery<EndpointQuery>,
 ) -> ApiResult<Response> {
     let all = state.ra.endpoints(&caller, q.organisation).await?;
     let pq = PageQuery {

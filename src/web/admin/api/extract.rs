@@ -66,6 +66,40 @@ impl FromRequestParts<AppState> for AdminCaller {
     }
 }
 
+/// Query-string filters, refused as JSON bodies are: the parameter at fault named, an
+/// unknown value answered with the allowed ones.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::try_from_uri(&parts.uri) {
+            Ok(q) => Ok(ApiQuery(q.0)),
+            Err(rejection) => {
+                let text = rejection.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text)
+                    .to_string();
+                let err = Error::malformed(format!("invalid query: {detail}"));
+                // axum says "<parameter>: <reason>", or names an unknown one in its reason.
+                let field = match detail.split_once(": ") {
+                    Some((f, _)) if !f.contains(' ') => Some(f.to_string()),
+                    _ => detail
+                        .strip_prefix("unknown field `")
+                        .and_then(|r| r.split('`').next())
+                        .map(str::to_string),
+                };
+                Err(ApiError(match field {
+                    Some(f) => err.at(f),
+                    None => err,
+                }))
+            }
+        }
+    }
+}
+
 /// `If-Match: "v<version>"`, when sent.
 pub struct IfMatch(pub Option<i64>);
 

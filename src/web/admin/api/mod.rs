@@ -36,7 +36,7 @@ use utoipa_axum::router::OpenApiRouter;
 use super::super::{problem, AppState};
 use crate::error::Error;
 
-pub use extract::{AdminCaller, ApiJson, IfMatch};
+pub use extract::{AdminCaller, ApiJson, ApiQuery, IfMatch};
 
 /// JSON bodies of the API are small; a bulk import has its own, larger limit.
 pub const MAX_JSON: usize = 256 * 1024;

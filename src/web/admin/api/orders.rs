@@ -1,10 +1,9 @@
 //! Orders: the approvals queue, one order, and the decision on it.
 
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use super::ApiQuery;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -12,9 +11,8 @@ use utoipa_axum::routes;
 
 use super::admins::respond;
 use super::idempotency::{once, IdempotencyKey};
-use super::{json, page, AdminCaller, ApiError, ApiJson, ApiResult, Page, PageQuery, ProblemDoc};
+use super::{json, page, AdminCaller, ApiJson, ApiResult, Page, PageQuery, ProblemDoc};
 use crate::domain::{Id, OrderStatus};
-use crate::error::Error;
 use crate::ra::admin::{OrderDetails, OrderQuery};
 use crate::web::AppState;
 
@@ -24,40 +22,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(show_order))
         .routes(routes!(approve_order))
         .routes(routes!(reject_order))
-}
-
-/// Query-string filters, refused as JSON bodies are: the parameter at fault named, an
-/// unknown value answered with the allowed ones.
-pub struct Filters<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Filters<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        match axum::extract::Query::<T>::try_from_uri(&parts.uri) {
-            Ok(q) => Ok(Filters(q.0)),
-            Err(rejection) => {
-                let text = rejection.body_text();
-                let detail = text
-                    .strip_prefix("Failed to deserialize query string: ")
-                    .unwrap_or(&text)
-                    .to_string();
-                let err = Error::malformed(format!("invalid query: {detail}"));
-                // axum says "<parameter>: <reason>", or names an unknown one in its reason.
-                let field = match detail.split_once(": ") {
-                    Some((f, _)) if !f.contains(' ') => Some(f.to_string()),
-                    _ => detail
-                        .strip_prefix("unknown field `")
-                        .and_then(|r| r.split('`').next())
-                        .map(str::to_string),
-                };
-                Err(ApiError(match field {
-                    Some(f) => err.at(f),
-                    None => err,
-                }))
-            }
-        }
-    }
 }
 
 /// Where an order is in its lifecycle.
@@ -176,7 +140,7 @@ pub struct OrderFilters {
 async fn list_orders(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Filters(f): Filters<OrderFilters>,
+    ApiQuery(f): ApiQuery<OrderFilters>,
 ) -> ApiResult<Response> {
     let pq = PageQuery {
         limit: f.limit,

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use super::ApiQuery;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -83,7 +84,7 @@ fn department_view(d: Department, organisation_name: String) -> DepartmentView {
 async fn list_organisations(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     let orgs = state.ra.organisations_in_sight(&caller).await?;
     Ok(json(
@@ -268,7 +269,7 @@ async fn list_departments(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
     Path(id): Path<Id>,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     let org = state.ra.organisation_in_sight(&caller, id).await?;
     let depts = state.ra.departments_in_sight(&caller, id).await?;

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, Request, State};
+use super::ApiQuery;
+use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -182,7 +183,7 @@ fn person_query(q: &HashMap<String, String>) -> Result<(PersonQuery, PageQuery),
 async fn list_persons(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Query(raw): Query<HashMap<String, String>>,
+    ApiQuery(raw): ApiQuery<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let (q, _) = person_query(&raw)?;
     let (items, more) = state.ra.persons_in_sight(&caller, q).await?;
@@ -595,7 +596,7 @@ async fn import_persons(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
     Path(id): Path<Id>,
-    Query(q): Query<ImportQuery>,
+    ApiQuery(q): ApiQuery<ImportQuery>,
     key: IdempotencyKey,
     req: Request,
 ) -> Response {

@@ -1,6 +1,7 @@
 //! Certificate profiles: read by MRAOs and RAOs, changed by MRAOs.
 
-use axum::extract::{Path, Query, State};
+use super::ApiQuery;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -146,7 +147,7 @@ fn profile_view(p: Profile) -> ProfileView {
 async fn list_profiles(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     let all = state.ra.profiles(&caller).await?;
     Ok(json(
