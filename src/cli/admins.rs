@@ -1,4 +1,8 @@
+//! Administrators (MRAO, RAO, DRAO) and their API keys; the audit trail.
+
 use super::*;
+use crate::domain::Role;
+use crate::ra::admin::{AdminChanges, AdminRequest};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
@@ -67,7 +71,7 @@ pub(super) async fn find_admin(
     let wanted = email.trim().to_ascii_lowercase();
     ra.admins(caller)
         .await
-        .map_err(err)?
+        .map_err(refused)?
         .into_iter()
         .find(|a| a.email.as_str() == wanted)
         .ok_or_else(|| CliError(format!("no administrator {email}")))
@@ -88,25 +92,30 @@ pub(super) async fn admins(ra: &Ra, caller: &Caller, c: &AdminCmd) -> Result<(),
                 .ok_or_else(|| CliError(format!("unknown role {role:?}; use mrao, rao or drao")))?;
             let mut organisation_ids = Vec::new();
             for o in orgs {
-                organisation_ids.push(ra.organisation_named(caller, o).await.map_err(err)?.id);
+                organisation_ids.push(ra.organisation_named(caller, o).await.map_err(refused)?.id);
             }
             let mut department_ids = Vec::new();
             for d in depts {
                 let (org, dept) = d.split_once('/').ok_or_else(|| {
                     CliError(format!("--dept {d:?}: write ORGANISATION/DEPARTMENT"))
                 })?;
-                let org = ra.organisation_named(caller, org).await.map_err(err)?;
+                let org = ra.organisation_named(caller, org).await.map_err(refused)?;
                 department_ids.push(
                     ra.department_named(caller, org.id, dept)
                         .await
-                        .map_err(err)?
+                        .map_err(refused)?
                         .id,
                 );
             }
             let password = if *no_password {
                 None
             } else {
-                Some(read_new_password(password_file.as_deref())?)
+                Some(read_twice(
+                    password_file.as_deref(),
+                    "Password: ",
+                    "Repeat the password: ",
+                    "nothing was changed",
+                )?)
             };
             let (admin, totp) = ra
                 .add_admin(
@@ -121,7 +130,7 @@ pub(super) async fn admins(ra: &Ra, caller: &Caller, c: &AdminCmd) -> Result<(),
                     },
                 )
                 .await
-                .map_err(err)?;
+                .map_err(refused)?;
             outln!("administrator {} ({}) appointed", admin.email, admin.role);
             if let Some(t) = totp {
                 outln!(
@@ -139,7 +148,7 @@ pub(super) async fn admins(ra: &Ra, caller: &Caller, c: &AdminCmd) -> Result<(),
                 "ROLE",
                 "STATE"
             );
-            for a in ra.admins(caller).await.map_err(err)? {
+            for a in ra.admins(caller).await.map_err(refused)? {
                 let mut scope = Vec::new();
                 for o in &a.organisation_ids {
                     scope.push(ra.organisation_label(*o).await);
@@ -174,7 +183,7 @@ pub(super) async fn admins(ra: &Ra, caller: &Caller, c: &AdminCmd) -> Result<(),
                 },
             )
             .await
-            .map_err(err)?;
+            .map_err(refused)?;
             outln!(
                 "administrator {} {}",
                 a.email,
@@ -183,7 +192,7 @@ pub(super) async fn admins(ra: &Ra, caller: &Caller, c: &AdminCmd) -> Result<(),
         }
         AdminCmd::Remove { email } => {
             let a = find_admin(ra, caller, email).await?;
-            ra.delete_admin(caller, a.id).await.map_err(err)?;
+            ra.delete_admin(caller, a.id).await.map_err(refused)?;
             outln!("administrator {} removed", a.email);
         }
         AdminCmd::ApiKey { email, name, days } => {
@@ -191,7 +200,7 @@ pub(super) async fn admins(ra: &Ra, caller: &Caller, c: &AdminCmd) -> Result<(),
             let k = ra
                 .create_api_key(caller, Some(a.id), name, *days)
                 .await
-                .map_err(err)?;
+                .map_err(refused)?;
             outln!(
                 "API key {} for {} (expires {}; shown once):",
                 k.record.key_id,
@@ -208,7 +217,7 @@ pub(super) async fn admins(ra: &Ra, caller: &Caller, c: &AdminCmd) -> Result<(),
 pub(super) async fn audit(ra: &Ra, reader: &Caller, c: &AuditCmd) -> Result<(), CliError> {
     match c {
         AuditCmd::Verify => {
-            let r = ra.verify_audit(reader).await.map_err(err)?;
+            let r = ra.verify_audit(reader).await.map_err(refused)?;
             match r.first_break {
                 None => {
                     outln!(
@@ -231,9 +240,14 @@ pub(super) async fn audit(ra: &Ra, reader: &Caller, c: &AuditCmd) -> Result<(), 
             };
             let org = match org {
                 None => None,
-                Some(name) => Some(ra.organisation_named(reader, name).await.map_err(err)?.id),
+                Some(name) => Some(
+                    ra.organisation_named(reader, name)
+                        .await
+                        .map_err(refused)?
+                        .id,
+                ),
             };
-            for line in ra.export_audit(reader, since, org).await.map_err(err)? {
+            for line in ra.export_audit(reader, since, org).await.map_err(refused)? {
                 outln!("{line}");
             }
             Ok(())

@@ -1,4 +1,9 @@
+//! Certificates (list, revoke, issue into a PKCS#12 file) and orders (list, approve,
+//! reject), within the RA's verbs and its scope.
+
 use super::*;
+use crate::domain::{KeyType, Pkcs12Encryption, RevocationReason};
+use crate::ra::admin::{CertificateDetails, CertificateQuery, OrderDetails, OrderQuery};
 
 #[derive(Debug, Subcommand)]
 pub enum OrderCmd {
@@ -65,9 +70,26 @@ pub enum CertCmd {
     },
 }
 
-pub(super) async fn order(ra: &crate::ra::Ra, c: &OrderCmd) -> Result<(), CliError> {
+pub(super) async fn order(ra: &Ra, caller: &Caller, c: &OrderCmd) -> Result<(), CliError> {
     match c {
         OrderCmd::List { pending } => {
+            let orders: Vec<OrderDetails> = all_pages(
+                |after_id| async move {
+                    ra.search_orders(
+                        caller,
+                        &OrderQuery {
+                            pending: *pending,
+                            after_id,
+                            limit: PAGE,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map(one_page)
+                },
+                |o| o.order.id,
+            )
+            .await?;
             outln!(
                 "{:<6} {:<17} {:<20} {:<16} {:<16} {:<30} DECISION",
                 "ID",
@@ -77,7 +99,7 @@ pub(super) async fn order(ra: &crate::ra::Ra, c: &OrderCmd) -> Result<(), CliErr
                 "PROFILE",
                 "REQUESTER"
             );
-            for v in ra.orders(*pending).await.map_err(err)? {
+            for v in orders {
                 let decision = match &v.order.decision {
                     Some(d) => format!(
                         "{} at {}{}",
@@ -90,6 +112,14 @@ pub(super) async fn order(ra: &crate::ra::Ra, c: &OrderCmd) -> Result<(), CliErr
                     ),
                     None => "-".into(),
                 };
+                let serial = match v.certificate_id {
+                    Some(id) => ra
+                        .show_certificate(caller, id)
+                        .await
+                        .map(|c| format!(" serial {}", c.certificate.serial))
+                        .unwrap_or_default(),
+                    None => String::new(),
+                };
                 outln!(
                     "{:<6} {:<17} {:<20} {:<16} {:<16} {:<30} {}{}",
                     v.order.id,
@@ -99,44 +129,118 @@ pub(super) async fn order(ra: &crate::ra::Ra, c: &OrderCmd) -> Result<(), CliErr
                     v.profile,
                     v.order.requester,
                     decision,
-                    v.serial.map(|s| format!(" serial {s}")).unwrap_or_default()
+                    serial
                 );
             }
-            Ok(())
         }
         OrderCmd::Approve { id, reason } => {
             let o = ra
-                .approve(*id, cli_actor(), reason.clone())
+                .approve_order(caller, *id, reason.clone())
                 .await
-                .map_err(err)?;
-            outln!("order {} approved: now {}", o.id, o.status);
-            Ok(())
+                .map_err(refused)?;
+            outln!("order {} approved: now {}", o.order.id, o.order.status);
         }
         OrderCmd::Reject { id, reason } => {
             let o = ra
-                .reject(*id, cli_actor(), reason.clone())
+                .reject_order(caller, *id, reason.as_deref().unwrap_or(""))
                 .await
-                .map_err(err)?;
-            outln!("order {} rejected", o.id);
-            Ok(())
+                .map_err(refused)?;
+            outln!("order {} rejected", o.order.id);
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn cert(ra: &Ra, caller: &Caller, c: &CertCmd) -> Result<(), CliError> {
+    match c {
+        CertCmd::List => list(ra, caller).await,
+        CertCmd::Revoke {
+            serial,
+            person,
+            account,
+            reason,
+        } => revoke(ra, caller, serial, person, account, reason).await,
+        CertCmd::Issue {
+            account,
+            subject,
+            key_type,
+            p12,
+            password_file,
+            p12_encryption,
+        } => {
+            issue_p12(
+                ra,
+                caller,
+                account,
+                subject,
+                key_type.as_deref(),
+                p12,
+                password_file.as_deref(),
+                p12_encryption.as_deref(),
+            )
+            .await
         }
     }
 }
 
-pub(super) async fn revoke(ra: &crate::ra::Ra, c: &CertCmd) -> Result<(), CliError> {
-    let CertCmd::Revoke {
-        serial,
-        person,
-        account,
-        reason,
-    } = c
-    else {
-        return Err(CliError("not a revoke command".into()));
-    };
-    let reason = crate::domain::RevocationReason::parse(reason).ok_or_else(|| {
+async fn list(ra: &Ra, caller: &Caller) -> Result<(), CliError> {
+    let certs: Vec<CertificateDetails> = all_pages(
+        |after_id| async move {
+            ra.search_certificates(
+                caller,
+                &CertificateQuery {
+                    after_id,
+                    limit: PAGE,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(one_page)
+        },
+        |c| c.certificate.id,
+    )
+    .await?;
+    outln!(
+        "{:<34} {:<20} {:<20} {:<8} {:<16} SUBJECT",
+        "SERIAL",
+        "NOT BEFORE",
+        "NOT AFTER",
+        "STATUS",
+        "ACCOUNT"
+    );
+    for d in certs {
+        let c = &d.certificate;
+        let revoked = c
+            .revocation
+            .as_ref()
+            .map(|r| format!("  [revoked {} ({}) by {}]", fmt_time(r.at), r.reason, r.by))
+            .unwrap_or_default();
+        outln!(
+            "{:<34} {:<20} {:<20} {:<8} {:<16} {}{}",
+            c.serial,
+            fmt_time(c.not_before),
+            fmt_time(c.not_after),
+            c.status,
+            d.account,
+            c.subject,
+            revoked
+        );
+    }
+    Ok(())
+}
+
+async fn revoke(
+    ra: &Ra,
+    caller: &Caller,
+    serial: &Option<String>,
+    person: &Option<String>,
+    account: &Option<String>,
+    reason: &str,
+) -> Result<(), CliError> {
+    let reason = RevocationReason::parse(reason).ok_or_else(|| {
         CliError(format!(
-            "unknown reason {reason:?}: one of {}",
-            crate::domain::RevocationReason::ALL
+            "--reason: {reason:?} is not one of {}",
+            RevocationReason::ALL
                 .iter()
                 .map(|r| r.as_str())
                 .collect::<Vec<_>>()
@@ -144,20 +248,40 @@ pub(super) async fn revoke(ra: &crate::ra::Ra, c: &CertCmd) -> Result<(), CliErr
         ))
     })?;
     let serials = match (serial, person, account) {
-        (Some(s), None, None) => vec![
-            ra.revoke_serial(s, reason, cli_actor())
+        (Some(s), None, None) => {
+            let found = ra
+                .search_certificates(
+                    caller,
+                    &CertificateQuery {
+                        serial: Some(s.clone()),
+                        limit: 1,
+                        ..Default::default()
+                    },
+                )
                 .await
-                .map_err(err)?
-                .serial,
-        ],
-        (None, Some(p), None) => ra
-            .revoke_person(p, reason, cli_actor())
-            .await
-            .map_err(err)?,
+                .map_err(refused)?;
+            let c = found
+                .first()
+                .ok_or_else(|| CliError(format!("no certificate with serial {s}")))?;
+            vec![
+                ra.revoke_certificate(caller, c.certificate.id, reason)
+                    .await
+                    .map_err(refused)?
+                    .certificate
+                    .serial,
+            ]
+        }
+        (None, Some(p), None) => {
+            // Within the operator's reach first: the bulk verb itself takes an actor.
+            let p = ra.person_by_email(caller, p).await.map_err(refused)?;
+            ra.revoke_person(p.email.as_str(), reason, caller.actor())
+                .await
+                .map_err(refused)?
+        }
         (None, None, Some(a)) => ra
-            .revoke_account(a, reason, cli_actor())
+            .revoke_account(a, reason, caller.actor())
             .await
-            .map_err(err)?,
+            .map_err(refused)?,
         _ => {
             return Err(CliError(
                 "name one certificate SERIAL, or --person EMAIL, or --account LABEL".into(),
@@ -175,8 +299,10 @@ pub(super) async fn revoke(ra: &crate::ra::Ra, c: &CertCmd) -> Result<(), CliErr
 
 /// `cert issue`: checks everything that can be refused (account, key type, password,
 /// output file) before a key is generated, then writes the PKCS#12 file with mode 0600.
-pub(super) async fn issue_p12(
-    ra: &crate::ra::Ra,
+#[allow(clippy::too_many_arguments)]
+async fn issue_p12(
+    ra: &Ra,
+    caller: &Caller,
     label: &str,
     subject: &str,
     key_type: Option<&str>,
@@ -184,11 +310,12 @@ pub(super) async fn issue_p12(
     password_file: Option<&std::path::Path>,
     encryption: Option<&str>,
 ) -> Result<(), CliError> {
-    let account = ra.account_for_label(Some(label)).await.map_err(err)?;
+    let account = ra.account_for_label(Some(label)).await.map_err(refused)?;
     let key_type = match key_type {
-        Some(k) => {
-            Some(KeyType::parse(k).ok_or_else(|| CliError(format!("unknown key type {k:?}")))?)
-        }
+        Some(k) => Some(
+            KeyType::parse(k)
+                .ok_or_else(|| CliError(format!("--key-type: unknown key type {k:?}")))?,
+        ),
         None => None,
     };
     let encryption = match encryption {
@@ -205,18 +332,23 @@ pub(super) async fn issue_p12(
             out.display()
         )));
     }
-    let password = read_p12_password(password_file)?;
+    let password = read_twice(
+        password_file,
+        "PKCS#12 password: ",
+        "Repeat the PKCS#12 password: ",
+        "nothing was issued",
+    )?;
     ra.check_pkcs12_password(&account, password.expose())
-        .map_err(err)?;
+        .map_err(refused)?;
     let issued = ra
-        .issue_with_server_key_as_admin(account, subject, key_type, cli_actor())
+        .issue_with_server_key_as_admin(account, subject, key_type, caller.actor())
         .await
-        .map_err(err)?;
+        .map_err(refused)?;
     let file = ra
         .pkcs12(&issued, &password, encryption)
         .await
-        .map_err(err)?;
-    crate::ca::dev::write_new(out, &file, 0o600).map_err(err)?;
+        .map_err(refused)?;
+    crate::app::write_private_file(out, &file).map_err(err)?;
     outln!(
         "issued certificate {} for {}; PKCS#12 ({}) written to {}",
         issued.issued.serial,
@@ -225,51 +357,4 @@ pub(super) async fn issue_p12(
         out.display()
     );
     Ok(())
-}
-
-/// The PKCS#12 password: the first line of a file, or typed twice at a prompt.
-pub(super) fn read_p12_password(file: Option<&std::path::Path>) -> Result<Secret, CliError> {
-    if let Some(f) = file {
-        let text = zeroize::Zeroizing::new(
-            std::fs::read_to_string(f).map_err(|e| CliError(format!("{}: {e}", f.display())))?,
-        );
-        return Ok(Secret::new(text.lines().next().unwrap_or("")));
-    }
-    let first = prompt("PKCS#12 password: ")?;
-    let second = prompt("Repeat the PKCS#12 password: ")?;
-    if first.expose() != second.expose() {
-        return Err(CliError(
-            "the two passwords differ; nothing was issued".into(),
-        ));
-    }
-    Ok(first)
-}
-
-impl Admin {
-    pub(super) async fn certs(&self) -> Result<(), CliError> {
-        outln!(
-            "{:<34} {:<20} {:<20} {:<8} SUBJECT",
-            "SERIAL",
-            "NOT BEFORE",
-            "NOT AFTER",
-            "STATUS"
-        );
-        for c in self.store.certificates().await.map_err(err)? {
-            let revoked = c
-                .revocation
-                .as_ref()
-                .map(|r| format!("  [revoked {} ({}) by {}]", fmt_time(r.at), r.reason, r.by))
-                .unwrap_or_default();
-            outln!(
-                "{:<34} {:<20} {:<20} {:<8} {}{}",
-                c.serial,
-                fmt_time(c.not_before),
-                fmt_time(c.not_after),
-                c.status,
-                c.subject,
-                revoked
-            );
-        }
-        Ok(())
-    }
 }

@@ -1,19 +1,16 @@
-//! The command line: `serve` and the administration commands, which act on the
-//! configured database directly (no server needs to run).
+//! The command line: `serve` and the administration commands. These act on the configured
+//! database (no server needs to run), but only through the RA's administration verbs, the
+//! ones the API calls: the RA decides, the command line translates names and flags.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
-use crate::domain::{
-    generate_secret, hash_secret, Actor, AuthType, Authorization, Clock, CsrMethod, EmailAddress,
-    Id, KeyType, Pkcs12Encryption, Role, Secret, SubjectSource, SystemClock,
-};
-use crate::ra::admin::{AdminChanges, AdminRequest, Caller};
+use crate::domain::{Id, Secret};
+use crate::error::Error;
+use crate::ra::admin::Caller;
 use crate::ra::Ra;
-use crate::store::{AuditEntry, NewAccount, NewEndpoint, NewPerson, NewProfile, Store};
 
 pub use crate::domain::SECRET_LEN;
 
@@ -134,64 +131,159 @@ pub fn load_config(
     Config::load(cli.config.as_deref(), |k| std::env::var(k).ok(), &overrides).map_err(err)
 }
 
-/// Runs an administration command against the configured database.
+/// Runs an administration command against the configured database: writes as the named
+/// operator (refused without one), reads as any local reader.
 pub async fn admin(cli: &Cli, config: &Config) -> Result<(), CliError> {
-    crate::app::prepare_files(config, SystemClock.now()).map_err(err)?;
-    let store = crate::app::open_store(config).await.map_err(err)?;
-    match &cli.command {
-        Command::Admin(c) => {
-            let caller = match c {
-                AdminCmd::List => reader(cli),
-                _ => operator(cli)?,
-            };
-            return admins::admins(&ra_for(config, store)?, &caller, c).await;
-        }
-        Command::Audit(c) => return admins::audit(&ra_for(config, store)?, &reader(cli), c).await,
-        Command::Order(c) => return certs::order(&ra_for(config, store)?, c).await,
-        Command::Cert(c @ CertCmd::Revoke { .. }) => {
-            return certs::revoke(&ra_for(config, store)?, c).await
-        }
-        _ => {}
-    }
-    if let Command::Cert(CertCmd::Issue {
-        account,
-        subject,
-        key_type,
-        p12,
-        password_file,
-        p12_encryption,
-    }) = &cli.command
-    {
-        let ra = ra_for(config, store)?;
-        return certs::issue_p12(
-            &ra,
-            account,
-            subject,
-            key_type.as_deref(),
-            p12,
-            password_file.as_deref(),
-            p12_encryption.as_deref(),
-        )
-        .await;
-    }
-    let admin = Admin {
-        store,
-        clock: Arc::new(SystemClock),
-        actor: cli_actor(),
+    let caller = if cli.command.only_reads() {
+        reader(cli)
+    } else {
+        operator(cli)?
     };
-    admin.run(&cli.command).await
+    let ra = ra_for(config).await?;
+    match &cli.command {
+        Command::Serve(_) => Err(CliError("serve is not an admin command".into())),
+        Command::Org(c) => people::org(&ra, &caller, c).await,
+        Command::Department(c) => people::dept(&ra, &caller, c).await,
+        Command::Person(c) => people::person(&ra, &caller, c).await,
+        Command::Profile(c) => setup::profile(&ra, &caller, c).await,
+        Command::Endpoint(c) => setup::endpoint(&ra, &caller, c).await,
+        Command::Account(c) => setup::account(&ra, &caller, c).await,
+        Command::Cert(c) => certs::cert(&ra, &caller, c).await,
+        Command::Order(c) => certs::order(&ra, &caller, c).await,
+        Command::Admin(c) => admins::admins(&ra, &caller, c).await,
+        Command::Audit(c) => admins::audit(&ra, &caller, c).await,
+    }
 }
 
-/// The RA, for the commands that sign or decide (the same verbs the server calls). It
-/// publishes nothing itself: the running server sees a revocation in the database and
+impl Command {
+    /// Commands that change nothing, and so need no operator name.
+    fn only_reads(&self) -> bool {
+        matches!(
+            self,
+            Command::Org(OrgCmd::List)
+                | Command::Department(DeptCmd::List { .. })
+                | Command::Person(PersonCmd::List | PersonCmd::Import { dry_run: true, .. })
+                | Command::Profile(ProfileCmd::List)
+                | Command::Endpoint(EndpointCmd::List { .. })
+                | Command::Account(AccountCmd::List { .. })
+                | Command::Cert(CertCmd::List)
+                | Command::Order(OrderCmd::List { .. })
+                | Command::Admin(AdminCmd::List)
+                | Command::Audit(_)
+        )
+    }
+}
+
+/// The RA the server runs, on the same database (DESIGN.md: the CLI calls the same verbs).
+/// It publishes nothing itself: the running server sees a revocation in the database and
 /// publishes a new CRL and OCSP response within seconds.
-fn ra_for(config: &Config, store: Store) -> Result<crate::ra::Ra, CliError> {
-    let ca = crate::app::load_ca(config).map_err(err)?;
-    Ok(
-        crate::ra::Ra::new(store, std::sync::Arc::new(ca), Arc::new(SystemClock))
-            .with_approvers(config.approver_emails.clone())
-            .with_seal_key(crate::app::load_seal_key(config).map_err(err)?),
-    )
+async fn ra_for(config: &Config) -> Result<Ra, CliError> {
+    crate::app::admin_ra(config).await.map_err(err)
+}
+
+/// An RA refusal as the command line says it: the field at fault named by its flag.
+fn refused(e: Error) -> CliError {
+    match &e.field {
+        Some(f) => CliError(format!("{}: {}", flag(f), e.message)),
+        None => CliError(e.message),
+    }
+}
+
+/// The flag (or argument) that carries an RA request field.
+fn flag(field: &str) -> String {
+    let base = field.split('[').next().unwrap_or(field);
+    let f = match base {
+        "name" => return "NAME".into(),
+        "domains" => "domain",
+        "first_name" => "first",
+        "middle_name" => "middle",
+        "last_name" => "last",
+        "department" => "dept",
+        "organisation" => "org",
+        "terms_years" => "terms",
+        "default_term_years" => "default-term",
+        "est_label" => "label",
+        "auth_types" => "auth",
+        "profiles" => "profile",
+        "smime" => "smime-type",
+        "pkcs12_encryption" => "p12-encryption",
+        "allow_empty_pkcs12_password" => "allow-empty-p12-password",
+        "organization_identifier" => "identifier",
+        "csv" => "file",
+        other => return format!("--{}", other.replace('_', "-")),
+    };
+    format!("--{f}")
+}
+
+/// Every page of a cursor-paged RA listing, in order: `page(after)` answers a page and
+/// whether more follow, and `id` is the cursor of an item.
+async fn all_pages<T, F, Fut>(mut page: F, id: impl Fn(&T) -> Id) -> Result<Vec<T>, CliError>
+where
+    F: FnMut(Option<Id>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, bool), Error>>,
+{
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let (items, more) = page(after).await.map_err(refused)?;
+        after = items.last().map(&id);
+        out.extend(items);
+        if !more || after.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+/// A search's answer of up to `PAGE + 1` items (the RA's way of telling that more follow)
+/// as one page and that flag.
+fn one_page<T>(mut items: Vec<T>) -> (Vec<T>, bool) {
+    let more = items.len() as u64 > PAGE;
+    items.truncate(PAGE as usize);
+    (items, more)
+}
+
+/// Rows fetched per RA call when listing.
+const PAGE: u64 = 500;
+
+/// `Some(true)` for `--flag`, `Some(false)` for `--no-flag`, `None` for neither.
+fn switch(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses each of `items` with `parse` (a domain type's), naming the flag and the allowed
+/// values when one is unknown.
+fn parse_each<T>(
+    items: &[String],
+    flag: &str,
+    allowed: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, CliError> {
+    items
+        .iter()
+        .map(|s| parse_one(s, flag, allowed, &parse))
+        .collect()
+}
+
+fn parse_one<T>(
+    s: &str,
+    flag: &str,
+    allowed: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, CliError> {
+    parse(s.trim()).ok_or_else(|| CliError(format!("{flag}: {s:?} is not one of {allowed}")))
+}
+
+/// `-` for nothing, in listings.
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
 }
 
 /// Reads one line from standard input, with echo off when it is a terminal.
@@ -219,32 +311,6 @@ fn prompt(label: &str) -> Result<Secret, CliError> {
     Ok(Secret::new(line.trim_end_matches(['\r', '\n'])))
 }
 
-pub struct Admin {
-    pub store: Store,
-    pub clock: Arc<dyn Clock>,
-    pub actor: Actor,
-}
-
-fn parse_list<T>(
-    items: &[String],
-    what: &str,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Result<Vec<T>, CliError> {
-    items
-        .iter()
-        .map(|s| parse(s.trim()).ok_or_else(|| CliError(format!("unknown {what} {s:?}"))))
-        .collect()
-}
-
-/// An organisation's domain: a DNS name with at least two labels.
-fn check_domain(d: &str) -> Result<(), CliError> {
-    if crate::domain::is_dns_name(d) && d.contains('.') {
-        Ok(())
-    } else {
-        Err(CliError(format!("{d:?} is not a domain name")))
-    }
-}
-
 fn fmt_time(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
@@ -253,53 +319,6 @@ fn fmt_time(t: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| t.to_string())
-}
-
-impl Admin {
-    async fn audit(&self, action: &str, object: String, detail: String) -> Result<(), CliError> {
-        let entry = AuditEntry {
-            actor: self.actor.clone(),
-            action: action.into(),
-            object,
-            detail,
-            ..Default::default()
-        };
-        self.store
-            .audit(&entry, self.clock.now())
-            .await
-            .map_err(err)
-    }
-
-    async fn department_id(&self, org: Id, name: Option<&str>) -> Result<Option<Id>, CliError> {
-        match name {
-            Some(d) => Ok(Some(
-                self.store.department_by_name(org, d).await.map_err(err)?.id,
-            )),
-            None => Ok(None),
-        }
-    }
-
-    pub async fn run(&self, cmd: &Command) -> Result<(), CliError> {
-        match cmd {
-            Command::Serve(_) => Err(CliError("serve is not an admin command".into())),
-            Command::Org(c) => self.org(c).await,
-            Command::Department(c) => self.dept(c).await,
-            Command::Person(c) => self.person(c).await,
-            Command::Profile(c) => self.profile(c).await,
-            Command::Endpoint(c) => self.endpoint(c).await,
-            Command::Account(c) => self.account(c).await,
-            Command::Cert(CertCmd::List) => self.certs().await,
-            Command::Cert(CertCmd::Issue { .. } | CertCmd::Revoke { .. })
-            | Command::Order(_)
-            | Command::Admin(_)
-            | Command::Audit(_) => Err(CliError("this command runs through the RA".into())),
-        }
-    }
-}
-
-/// The local operator, as the audit trail records them.
-fn cli_actor() -> Actor {
-    Actor::operator(&std::env::var("ESTGATE_OPERATOR").unwrap_or_else(|_| "operator".into()))
 }
 
 /// The operator at the command line, named by `--operator` or `ESTGATE_OPERATOR`: the
@@ -334,20 +353,24 @@ fn parse_time(t: &str) -> Result<i64, CliError> {
         })
 }
 
-/// A new administrator password: the first line of a file, or typed twice.
-fn read_new_password(file: Option<&std::path::Path>) -> Result<Secret, CliError> {
+/// A secret the operator chooses: the first line of a file, or typed twice at a prompt
+/// (`unchanged` says what the refusal of two different entries left alone).
+fn read_twice(
+    file: Option<&std::path::Path>,
+    first_prompt: &str,
+    second_prompt: &str,
+    unchanged: &str,
+) -> Result<Secret, CliError> {
     if let Some(f) = file {
         let text = zeroize::Zeroizing::new(
             std::fs::read_to_string(f).map_err(|e| CliError(format!("{}: {e}", f.display())))?,
         );
         return Ok(Secret::new(text.lines().next().unwrap_or("")));
     }
-    let first = prompt("Password: ")?;
-    let second = prompt("Repeat the password: ")?;
+    let first = prompt(first_prompt)?;
+    let second = prompt(second_prompt)?;
     if first.expose() != second.expose() {
-        return Err(CliError(
-            "the two passwords differ; nothing was changed".into(),
-        ));
+        return Err(CliError(format!("the two entries differ; {unchanged}")));
     }
     Ok(first)
 }
