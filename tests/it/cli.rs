@@ -11,6 +11,7 @@ fn estgate(s: &Server, args: &[&str], stdin: &str) -> (bool, String) {
         .arg(&s.config.data_dir)
         .args(args)
         .env("ESTGATE_DATABASE_URL", &s.config.database_url)
+        .env("ESTGATE_OPERATOR", "it-ops")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
