@@ -284,7 +284,9 @@ test("a person revokes their own certificate; OCSP then says revoked", async () 
 });
 
 test("approval: the request waits, the CLI approves, the emailed link leads back to the .p12", async () => {
-  const cli = (...args) => execFileSync(BIN, ["--data-dir", dataDir, ...args], { encoding: "utf8" });
+  // The audit trail records CLI changes as cli:<operator>.
+  const cli = (...args) => execFileSync(BIN, ["--data-dir", dataDir, ...args],
+    { encoding: "utf8", env: { ...process.env, ESTGATE_OPERATOR: "e2e" } });
   cli("profile", "add", "held", "--subject", "person", "--requires-approval",
     "--smime-type", "sponsor", "--terms", "1", "--key-types", "ec-p256,rsa-2048");
   cli("account", "add", "Held", "--org", "Example Organisation", "--endpoint", "Example self-enrollment",

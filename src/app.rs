@@ -131,6 +131,25 @@ pub async fn open_store(config: &Config) -> Result<Store, AppError> {
     Ok(Store::open(&config.database_url).await?)
 }
 
+/// The RA for administration at the command line: the verbs the server calls, on the
+/// configured database, with the system clock. It runs no publisher: the server publishes
+/// what the CLI changes.
+pub async fn admin_ra(config: &Config) -> Result<Ra, AppError> {
+    let clock: Arc<dyn Clock> = Arc::new(crate::domain::SystemClock);
+    prepare_files(config, clock.now())?;
+    let store = open_store(config).await?;
+    let ca = Arc::new(load_ca(config)?);
+    Ok(Ra::new(store, ca, clock)
+        .with_approvers(config.approver_emails.clone())
+        .with_public_url(config.public_url.clone())
+        .with_seal_key(load_seal_key(config)?))
+}
+
+/// Writes a file that must not exist yet, readable by its owner only (a PKCS#12 file).
+pub fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), AppError> {
+    Ok(crate::ca::dev::write_new(path, bytes, 0o600)?)
+}
+
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,

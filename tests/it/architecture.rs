@@ -41,6 +41,9 @@ fn modules_only_use_what_the_design_allows() {
         ("ra", &["ra", "ca", "store", "domain", "error"]),
         ("web", &["web", "ra", "domain", "error"]),
         ("mail", &["mail", "store", "domain", "error"]),
+        // The CLI opens the database and builds the RA through `app`, then only calls RA
+        // verbs (issue 9: one set of rules).
+        ("cli", &["cli", "app", "ra", "config", "domain", "error"]),
     ];
     let mut violations = Vec::new();
     for (module, ok) in allowed {
@@ -60,6 +63,40 @@ fn modules_only_use_what_the_design_allows() {
         violations.is_empty(),
         "dependency rule broken:\n{}",
         violations.join("\n")
+    );
+}
+
+/// The CLI never holds the store, not even one `app` opened for it: every administration
+/// command goes through an RA verb, so the RA's policy and audit apply (issue 9).
+#[test]
+fn the_cli_never_reaches_the_store() {
+    let mut files = Vec::new();
+    collect_rs(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli"),
+        &mut files,
+    );
+    assert!(!files.is_empty(), "no src/cli/*.rs");
+    let mut offenders = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            for banned in [
+                "crate::store",
+                "open_store",
+                "Store::",
+                ": Store",
+                "estgate::store",
+            ] {
+                if line.contains(banned) {
+                    offenders.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "the CLI reaches the store:\n{}",
+        offenders.join("\n")
     );
 }
 

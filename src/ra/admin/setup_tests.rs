@@ -846,3 +846,92 @@ async fn a_form_session_that_chose_a_deleted_account_cannot_enroll() {
         ErrorKind::NotFound
     );
 }
+
+#[tokio::test]
+async fn names_resolve_within_scope_and_a_shared_name_is_refused_naming_the_organisations() {
+    let s = setup().await;
+    let w = &s.w;
+    // Both organisations have an endpoint "Main": without an organisation that is refused,
+    // naming both, never the first picked.
+    let (k, field, msg) = kind(w.ra.endpoint_named(&mrao(), None, "Main").await);
+    assert_eq!(
+        (k, field.as_deref()),
+        (ErrorKind::Malformed, Some("organisation"))
+    );
+    assert!(msg.contains("\"A\"") && msg.contains("\"B\""), "{msg}");
+    let e =
+        w.ra.endpoint_named(&mrao(), Some(w.org_b), " Main ")
+            .await
+            .unwrap();
+    assert_eq!(e.id, s.ep_b.id);
+    // An RAO sees only its own, so for it the name is unambiguous.
+    let e =
+        w.ra.endpoint_named(&rao(w.org_a), None, "Main")
+            .await
+            .unwrap();
+    assert_eq!(e.id, s.ep_a.id);
+    let (k, _, _) = kind(
+        w.ra.endpoint_named(&rao(w.org_a), Some(w.org_b), "Main")
+            .await,
+    );
+    assert_eq!(k, ErrorKind::NotFound);
+    let (k, _, msg) = kind(w.ra.endpoint_named(&mrao(), Some(w.org_a), "Nope").await);
+    assert!(
+        k == ErrorKind::NotFound && msg.contains("\"Nope\""),
+        "{msg}"
+    );
+
+    let a = w.ra.account_named(&mrao(), None, "Ops").await.unwrap();
+    assert_eq!(a.id, s.acc_b.id);
+    let (k, _, _) = kind(w.ra.account_named(&rao(w.org_a), None, "Ops").await);
+    assert_eq!(k, ErrorKind::NotFound);
+    let a =
+        w.ra.account_named(&rao(w.org_a), None, "Staff")
+            .await
+            .unwrap();
+    assert_eq!(a.id, s.acc_a.id);
+    // A deleted account is no longer found by its name.
+    w.ra.remove_account(&mrao(), s.acc_a.id).await.unwrap();
+    let (k, _, _) = kind(w.ra.account_named(&mrao(), None, "Staff").await);
+    assert_eq!(k, ErrorKind::NotFound);
+
+    assert_eq!(
+        w.ra.profile_named(&rao(w.org_a), "person")
+            .await
+            .unwrap()
+            .id,
+        s.profile
+    );
+    let (k, _, _) = kind(w.ra.profile_named(&drao(w.org_a, w.dept_a), "person").await);
+    assert_eq!(k, ErrorKind::Forbidden);
+    let (k, _, _) = kind(w.ra.profile_named(&mrao(), "nosuch").await);
+    assert_eq!(k, ErrorKind::NotFound);
+
+    let p =
+        w.ra.add_person(
+            &mrao(),
+            PersonRequest {
+                organisation_id: w.org_a,
+                department_id: Some(w.dept_a),
+                email: "ann@a.example".into(),
+                first_name: "Ann".into(),
+                middle_name: String::new(),
+                last_name: "A".into(),
+                secret_id: SecretIdChoice::None,
+            },
+        )
+        .await
+        .unwrap()
+        .person;
+    assert_eq!(
+        w.ra.person_by_email(&drao(w.org_a, w.dept_a), "ANN@a.example")
+            .await
+            .unwrap()
+            .id,
+        p.id
+    );
+    let (k, _, _) = kind(w.ra.person_by_email(&rao(w.org_b), "ann@a.example").await);
+    assert_eq!(k, ErrorKind::NotFound);
+    let (k, field, _) = kind(w.ra.person_by_email(&mrao(), "not an address").await);
+    assert_eq!((k, field.as_deref()), (ErrorKind::Malformed, Some("email")));
+}
