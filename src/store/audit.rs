@@ -83,22 +83,9 @@ pub(super) async fn append(
     object: &str,
     now: UnixTime,
 ) -> Result<i64> {
-    // Bump first: on PostgreSQL the UPDATE locks the head row until this transaction ends,
-    // so the read below sees the latest hash and no other append interleaves.
-    audit_head::Entity::update_many()
-        .col_expr(
-            audit_head::Column::Seq,
-            Expr::col(audit_head::Column::Seq).add(1),
-        )
-        .filter(audit_head::Column::Id.eq(HEAD))
-        .exec(db)
-        .await?;
-    let head = audit_head::Entity::find_by_id(HEAD)
-        .one(db)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("the audit chain head is missing".into()))?;
+    let (seq, prev_hash) = next_link(db).await?;
     let mut event = AuditEvent {
-        seq: head.seq,
+        seq,
         at: now,
         actor: e.actor.name.clone(),
         role: e.actor.role,
@@ -115,7 +102,7 @@ pub(super) async fn append(
         request_id: e.actor.request_id.clone(),
         organisation_id: e.organisation_id,
         department_id: e.department_id,
-        prev_hash: head.hash,
+        prev_hash,
         hash: String::new(),
     };
     event.hash = chain_hash(&event);
@@ -139,12 +126,37 @@ pub(super) async fn append(
     }
     .insert(db)
     .await?;
+    set_head_hash(db, event.hash).await?;
+    Ok(event.seq)
+}
+
+/// Takes the next place in the chain: its sequence number and the hash it follows. The
+/// head is bumped first: on PostgreSQL that UPDATE locks the head row until the transaction
+/// ends, so the read sees the latest hash and no other append interleaves.
+async fn next_link(db: &impl ConnectionTrait) -> Result<(i64, String)> {
     audit_head::Entity::update_many()
-        .col_expr(audit_head::Column::Hash, Expr::value(event.hash))
+        .col_expr(
+            audit_head::Column::Seq,
+            Expr::col(audit_head::Column::Seq).add(1),
+        )
         .filter(audit_head::Column::Id.eq(HEAD))
         .exec(db)
         .await?;
-    Ok(event.seq)
+    let head = audit_head::Entity::find_by_id(HEAD)
+        .one(db)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("the audit chain head is missing".into()))?;
+    Ok((head.seq, head.hash))
+}
+
+/// Records the hash of the event just appended as the chain's head.
+async fn set_head_hash(db: &impl ConnectionTrait, hash: String) -> Result<()> {
+    audit_head::Entity::update_many()
+        .col_expr(audit_head::Column::Hash, Expr::value(hash))
+        .filter(audit_head::Column::Id.eq(HEAD))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 fn event_from(m: audit_event::Model) -> Result<AuditEvent> {
@@ -196,22 +208,11 @@ impl Store {
         let txn = self.db.begin().await?;
         let n = legacy.len() as u64;
         for m in legacy {
-            audit_head::Entity::update_many()
-                .col_expr(
-                    audit_head::Column::Seq,
-                    Expr::col(audit_head::Column::Seq).add(1),
-                )
-                .filter(audit_head::Column::Id.eq(HEAD))
-                .exec(&txn)
-                .await?;
-            let head = audit_head::Entity::find_by_id(HEAD)
-                .one(&txn)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt("the audit chain head is missing".into()))?;
+            let (seq, prev_hash) = next_link(&txn).await?;
             let id = m.id;
             let mut e = event_from(m)?;
-            e.seq = head.seq;
-            e.prev_hash = head.hash;
+            e.seq = seq;
+            e.prev_hash = prev_hash;
             e.hash = chain_hash(&e);
             let r = audit_event::Entity::update_many()
                 .col_expr(audit_event::Column::Seq, Expr::value(e.seq))
@@ -226,11 +227,7 @@ impl Store {
                 txn.rollback().await?;
                 return Ok(0);
             }
-            audit_head::Entity::update_many()
-                .col_expr(audit_head::Column::Hash, Expr::value(e.hash))
-                .filter(audit_head::Column::Id.eq(HEAD))
-                .exec(&txn)
-                .await?;
+            set_head_hash(&txn, e.hash).await?;
         }
         txn.commit().await?;
         Ok(n)
