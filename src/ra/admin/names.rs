@@ -6,7 +6,7 @@ use super::Caller;
 use crate::domain::{
     Account, Department, EmailAddress, Endpoint, Id, Organisation, Person, Profile,
 };
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::ra::Ra;
 
 impl Ra {
@@ -15,11 +15,18 @@ impl Ra {
         caller: &Caller,
         name: &str,
     ) -> Result<Organisation, Error> {
+        // The name finds the row; whether the caller sees it is `organisation_in_sight`'s
+        // one rule. Out of sight reads as unknown, under the name asked for.
+        let unknown = || unseen(&format!("organisation {name:?}"));
         match self.store.organisation_by_name(name.trim()).await {
-            Ok(o) if caller.principal.sees_organisation(o.id) => Ok(o),
-            Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {
-                Err(unseen(&format!("organisation {name:?}")))
-            }
+            Ok(o) => self.organisation_in_sight(caller, o.id).await.map_err(|e| {
+                if e.kind == ErrorKind::NotFound {
+                    unknown()
+                } else {
+                    e
+                }
+            }),
+            Err(crate::store::StoreError::NotFound(_)) => Err(unknown()),
             Err(e) => Err(e.into()),
         }
     }
@@ -30,15 +37,22 @@ impl Ra {
         organisation_id: Id,
         name: &str,
     ) -> Result<Department, Error> {
+        // As for organisations: `department_in_sight` decides who sees it (a DRAO only
+        // its own departments, not every department of its organisation).
+        let unknown = || unseen(&format!("department {name:?}"));
         match self
             .store
             .department_by_name(organisation_id, name.trim())
             .await
         {
-            Ok(d) if caller.principal.sees_organisation(organisation_id) => Ok(d),
-            Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {
-                Err(unseen(&format!("department {name:?}")))
-            }
+            Ok(d) => self.department_in_sight(caller, d.id).await.map_err(|e| {
+                if e.kind == ErrorKind::NotFound {
+                    unknown()
+                } else {
+                    e
+                }
+            }),
+            Err(crate::store::StoreError::NotFound(_)) => Err(unknown()),
             Err(e) => Err(e.into()),
         }
     }
