@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::support::{start, Server};
 
-/// An administrator made in-process (as the bootstrap `admin add` does) and an API key.
+/// An administrator made in-process and an API key (`Server::admin_key`).
 pub async fn admin_with_key(
     s: &Server,
     email: &str,
@@ -15,27 +15,7 @@ pub async fn admin_with_key(
     orgs: Vec<i64>,
     depts: Vec<i64>,
 ) -> (i64, String) {
-    let ra = &s.running.as_ref().unwrap().ra;
-    let caller = Caller::operator("it");
-    let (admin, _) = ra
-        .add_admin(
-            &caller,
-            AdminRequest {
-                name: email.into(),
-                email: email.into(),
-                role,
-                organisation_ids: orgs,
-                department_ids: depts,
-                password: None,
-            },
-        )
-        .await
-        .unwrap();
-    let key = ra
-        .create_api_key(&caller, Some(admin.id), "it", 1)
-        .await
-        .unwrap();
-    (admin.id, key.token.expose().to_string())
+    s.admin_key(email, role, orgs, depts).await
 }
 
 pub struct Answer {

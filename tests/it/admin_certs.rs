@@ -3,37 +3,15 @@
 //! revoked once under an Idempotency-Key, and the audit trail shows it — within scope.
 
 use estgate::domain::{Id, Role};
-use estgate::ra::admin::{AdminRequest, Caller};
 use estgate_bench::{basic_auth, make_csrs, Response};
 use estgate_protocol::transfer;
 use serde_json::Value;
 
 use crate::support::{openssl, single_cert, start, Server};
 
-/// An administrator made in-process (as `estgate admin add` would) and an API key of it.
+/// An administrator made in-process and an API key of it (`Server::admin_key`).
 async fn admin_key(s: &Server, email: &str, role: Role, organisations: Vec<Id>) -> String {
-    let ra = &s.running.as_ref().unwrap().ra;
-    let op = Caller::operator("it");
-    let (admin, _) = ra
-        .add_admin(
-            &op,
-            AdminRequest {
-                name: email.into(),
-                email: email.into(),
-                role,
-                organisation_ids: organisations,
-                department_ids: vec![],
-                password: None,
-            },
-        )
-        .await
-        .unwrap();
-    ra.create_api_key(&op, Some(admin.id), "it", 1)
-        .await
-        .unwrap()
-        .token
-        .expose()
-        .to_string()
+    s.admin_key(email, role, organisations, vec![]).await.1
 }
 
 async fn call(

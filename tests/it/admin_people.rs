@@ -4,7 +4,6 @@
 //! field named and nothing changed.
 
 use estgate::domain::Role;
-use estgate::ra::admin::{AdminRequest, Caller};
 use serde_json::{json, Value};
 
 use crate::support::{start, Server};
@@ -24,8 +23,9 @@ struct Answer {
 impl Api {
     async fn start() -> Api {
         let server = start().await;
-        let ra = &server.running.as_ref().unwrap().ra;
-        let token = mint_key(ra, Role::Mrao, vec![], "it-mrao@example.org").await;
+        let (_, token) = server
+            .admin_key("it-mrao@example.org", Role::Mrao, vec![], vec![])
+            .await;
         Api { server, token }
     }
 
@@ -72,30 +72,6 @@ impl Api {
     async fn get(&self, path: &str) -> Answer {
         self.send("GET", path, &[], b"").await
     }
-}
-
-async fn mint_key(ra: &estgate::ra::Ra, role: Role, orgs: Vec<i64>, email: &str) -> String {
-    let op = Caller::operator("it");
-    let (admin, _) = ra
-        .add_admin(
-            &op,
-            AdminRequest {
-                name: email.into(),
-                email: email.into(),
-                role,
-                organisation_ids: orgs,
-                department_ids: vec![],
-                password: None,
-            },
-        )
-        .await
-        .unwrap();
-    ra.create_api_key(&op, Some(admin.id), "it", 30)
-        .await
-        .unwrap()
-        .token
-        .expose()
-        .to_string()
 }
 
 /// A refusal: the status, a problem document, and the field it names.
@@ -452,11 +428,13 @@ async fn persons_over_https() {
     assert_eq!(a.status, 201, "{}", a.body);
     assert_eq!(a.body["secret_id"], Value::Null);
     // Out of an RAO's sight: 404; in sight but an MRAO's to change: 403.
-    let ra = &api.server.running.as_ref().unwrap().ra;
     let other = new_org(&api, "Gamma", "gamma.test").await["id"]
         .as_i64()
         .unwrap();
-    let rao = mint_key(ra, Role::Rao, vec![other], "it-rao@example.org").await;
+    let (_, rao) = api
+        .server
+        .admin_key("it-rao@example.org", Role::Rao, vec![other], vec![])
+        .await;
     let bearer = format!("Bearer {rao}");
     let new_pid = a.body["person"]["id"].as_i64().unwrap();
     let a = api

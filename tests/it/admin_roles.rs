@@ -527,9 +527,9 @@ async fn every_role_reaches_exactly_its_scope() {
                 let mut b = b.clone();
                 for field in ["email", "name"] {
                     if let Some(v) = b.get(field).and_then(Value::as_str) {
-                        if c.method == "POST" && c.path.ends_with("/admins") {
-                            b[field] = json!(v.replace('@', &format!("-{role}@")));
-                        } else if c.method == "POST" && c.path == "/api/v1/persons" {
+                        if c.method == "POST"
+                            && (c.path.ends_with("/admins") || c.path == "/api/v1/persons")
+                        {
                             b[field] = json!(v.replace('@', &format!("-{role}@")));
                         } else if c.method == "POST" && c.path == "/api/v1/organisations" {
                             b[field] = json!(format!("{v} {role}"));

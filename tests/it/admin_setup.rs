@@ -3,7 +3,6 @@
 //! made through the API that really enrolls over EST.
 
 use estgate::domain::{Id, Role};
-use estgate::ra::admin::{AdminRequest, Caller};
 use estgate_bench::{basic_auth, make_csrs, Response};
 use estgate_protocol::transfer;
 use serde_json::{json, Value};
@@ -56,28 +55,7 @@ fn parse(r: &Response) -> Value {
 
 /// An API key of a new administrator with `role` (RAO: of `orgs`).
 async fn key_for(s: &Server, role: Role, orgs: Vec<Id>, email: &str) -> String {
-    let ra = &s.running.as_ref().unwrap().ra;
-    let op = Caller::operator("it");
-    let (admin, _) = ra
-        .add_admin(
-            &op,
-            AdminRequest {
-                name: email.into(),
-                email: email.into(),
-                role,
-                organisation_ids: orgs,
-                department_ids: Vec::new(),
-                password: None,
-            },
-        )
-        .await
-        .unwrap();
-    ra.create_api_key(&op, Some(admin.id), "it", 30)
-        .await
-        .unwrap()
-        .token
-        .expose()
-        .to_string()
+    s.admin_key(email, role, orgs, Vec::new()).await.1
 }
 
 async fn mrao(s: &Server) -> Api<'_> {

@@ -109,6 +109,39 @@ impl Server {
         p
     }
 
+    /// An administrator made in-process, as the bootstrap `estgate admin add` makes one,
+    /// and an API key of it: (admin id, key).
+    pub async fn admin_key(
+        &self,
+        email: &str,
+        role: estgate::domain::Role,
+        organisation_ids: Vec<i64>,
+        department_ids: Vec<i64>,
+    ) -> (i64, String) {
+        use estgate::ra::admin::{AdminRequest, Caller};
+        let ra = &self.running.as_ref().unwrap().ra;
+        let op = Caller::operator("it");
+        let (admin, _) = ra
+            .add_admin(
+                &op,
+                AdminRequest {
+                    name: email.into(),
+                    email: email.into(),
+                    role,
+                    organisation_ids,
+                    department_ids,
+                    password: None,
+                },
+            )
+            .await
+            .unwrap();
+        let key = ra
+            .create_api_key(&op, Some(admin.id), "it", 30)
+            .await
+            .unwrap();
+        (admin.id, key.token.expose().to_string())
+    }
+
     /// The server's database, opened beside it: tests read rows the way an operator's SQL
     /// would, and the server hands out no store of its own.
     pub async fn store(&self) -> estgate::store::Store {
