@@ -6,6 +6,7 @@ pub mod admin;
 mod lifecycle;
 mod plan;
 pub mod publication;
+mod refusals;
 mod selfservice;
 mod throttle;
 
@@ -60,6 +61,8 @@ pub struct Ra {
     seal_key: Option<admin::SealKey>,
     /// The server's public base URL, for the enrollment URLs the admin API answers.
     public_url: String,
+    /// Refusals written recently, so repeats coalesce (refusals.rs).
+    refusals: Arc<refusals::RefusalLog>,
 }
 
 /// A certificate for a key the server generated; the key exists only in this value.
@@ -103,6 +106,7 @@ impl Ra {
             publisher: None,
             seal_key: None,
             public_url: String::new(),
+            refusals: Arc::default(),
         }
     }
 
@@ -181,6 +185,19 @@ impl Ra {
         csr_der: &[u8],
         source: &str,
     ) -> Result<Issued, Error> {
+        let refusal =
+            refusals::Refusal::on_account("enroll", &account, claimed(&credentials), source);
+        let work = self.enroll_unrecorded(account, credentials, csr_der, source);
+        self.refusals_audited(refusal, work).await
+    }
+
+    async fn enroll_unrecorded(
+        &self,
+        account: Account,
+        credentials: Option<Credentials>,
+        csr_der: &[u8],
+        source: &str,
+    ) -> Result<Issued, Error> {
         let auth = self
             .authenticate_basic(account, credentials, source)
             .await?;
@@ -221,6 +238,19 @@ impl Ra {
     /// key type wanted — the profile default when the profile does not allow that one. The
     /// CSR's own key is not used.
     pub async fn enroll_with_server_key(
+        &self,
+        account: Account,
+        credentials: Option<Credentials>,
+        csr_der: &[u8],
+        source: &str,
+    ) -> Result<ServerKeyIssued, Error> {
+        let refusal =
+            refusals::Refusal::on_account("serverkeygen", &account, claimed(&credentials), source);
+        let work = self.enroll_with_server_key_unrecorded(account, credentials, csr_der, source);
+        self.refusals_audited(refusal, work).await
+    }
+
+    async fn enroll_with_server_key_unrecorded(
         &self,
         account: Account,
         credentials: Option<Credentials>,
@@ -490,6 +520,26 @@ impl Ra {
         csr_der: &[u8],
         source: &str,
     ) -> Result<Issued, Error> {
+        // Named as issuance names it (`tls-client:<serial>`) once the certificate is known.
+        let who = match client_cert {
+            Some(der) => match parse_x509_certificate(der) {
+                Ok((_, c)) => format!("tls-client:{}", hex::encode_upper(c.raw_serial())),
+                Err(_) => "tls-client:unparsable".to_string(),
+            },
+            None => "anonymous".to_string(),
+        };
+        let refusal = refusals::Refusal::on_account("reenroll", &account, &who, source);
+        let work = self.reenroll_unrecorded(account, client_cert, csr_der, source);
+        self.refusals_audited(refusal, work).await
+    }
+
+    async fn reenroll_unrecorded(
+        &self,
+        account: Account,
+        client_cert: Option<&[u8]>,
+        csr_der: &[u8],
+        source: &str,
+    ) -> Result<Issued, Error> {
         let cert_der = client_cert.ok_or_else(|| {
             Error::unauthorized(
                 "re-enrollment needs the current certificate as TLS client certificate",
@@ -635,7 +685,7 @@ impl Ra {
                 };
                 let person = person.filter(|p| p.organisation_id == account.organisation_id);
                 let hash = person.as_ref().and_then(|p| p.secret_id_hash.clone());
-                let ok = self.verify_guess(&keys, &c.password, hash).await?;
+                let ok = self.verify_guess(&keys, &c.password, hash, source).await?;
                 let (Some(person), Some(email), true) = (person, email, ok) else {
                     return Err(Error::unauthorized("wrong email address or secret ID"));
                 };
@@ -666,7 +716,7 @@ impl Ra {
                 } else {
                     account.access_code_hash.clone()
                 };
-                if !self.verify_guess(&keys, &c.password, hash).await? {
+                if !self.verify_guess(&keys, &c.password, hash, source).await? {
                     return Err(Error::unauthorized("wrong access code"));
                 }
                 throttle::forget_failures(&self.store, &keys, &recent_failures).await?;
@@ -843,9 +893,10 @@ impl Ra {
         keys: &[throttle::Key],
         secret: &Secret,
         hash: Option<SecretHash>,
+        source: &str,
     ) -> Result<bool, Error> {
         Ok(self
-            .verify_guess_among(keys, secret, hash.as_slice())
+            .verify_guess_among(keys, secret, hash.as_slice(), source)
             .await?
             .is_some())
     }
@@ -859,6 +910,7 @@ impl Ra {
         keys: &[throttle::Key],
         secret: &Secret,
         hashes: &[SecretHash],
+        source: &str,
     ) -> Result<Option<usize>, Error> {
         let known = || {
             hashes
@@ -870,7 +922,7 @@ impl Ra {
         }
         let _turn = throttle::take_turn(keys).await;
         // The count may have grown while this guess waited for its turn.
-        throttle::check(&self.store, keys, self.clock.now()).await?;
+        let counts = throttle::check(&self.store, keys, self.clock.now()).await?;
         if let Some(i) = known() {
             return Ok(Some(i));
         }
@@ -886,9 +938,18 @@ impl Ra {
         }
         if matched.is_none() {
             throttle::fail(&self.store, keys, self.clock.now()).await?;
+            self.record_lockouts(keys, &counts, source).await?;
         }
         Ok(matched)
     }
+}
+
+/// The identity a request claims, for the audit of its refusal.
+fn claimed(credentials: &Option<Credentials>) -> &str {
+    credentials
+        .as_ref()
+        .map(|c| c.username.as_str())
+        .unwrap_or("anonymous")
 }
 
 /// Argon2 is deliberately slow: it runs on the blocking pool so it never stalls other

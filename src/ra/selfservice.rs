@@ -5,6 +5,7 @@
 use estgate_protocol::Csr;
 use zeroize::Zeroizing;
 
+use super::refusals::Refusal;
 use super::{friendly_name, parse_csr, sha256_hex, throttle, Authorized, Ra};
 use crate::domain::{
     generate_secret, hash_token, Account, Actor, AuthType, Authorization, CertStatus,
@@ -341,13 +342,17 @@ impl Ra {
             None => None,
         };
         let hash = person.as_ref().and_then(|p| p.secret_id_hash.clone());
-        let ok = self.verify_guess(&keys, secret_id, hash).await?;
+        let ok = self.verify_guess(&keys, secret_id, hash, source).await?;
         let (Some(person), Some(email), true) = (person, parsed, ok) else {
             return Err(Error::unauthorized("wrong email address or secret ID"));
         };
         throttle::forget_failures(&self.store, &keys, &counts).await?;
-        Self::check_person_active(&person)?;
-        Self::check_domain(&org, &email)?;
+        // The secret ID was right: what stops this person now is policy, which is audited.
+        if let Err(e) = Self::check_person_active(&person).and(Self::check_domain(&org, &email)) {
+            let refusal = Refusal::at_endpoint("web.sign-in", endpoint, email.as_str(), source);
+            self.record_if_refused(refusal, &e).await;
+            return Err(e);
+        }
         self.new_session(
             endpoint,
             &email,
@@ -462,7 +467,7 @@ impl Ra {
                 .collect()
         };
         let chosen = self
-            .verify_guess_among(&keys, &trimmed, &hashes)
+            .verify_guess_among(&keys, &trimmed, &hashes, source)
             .await?
             .and_then(|i| candidates.get(i).cloned());
         // No forgetting of earlier failures here: knowing one shared code must not reset
@@ -568,6 +573,24 @@ impl Ra {
     /// when a field is wrong. The key pair, when the server makes it, lives only in the
     /// returned PKCS#12 file.
     pub async fn enroll_from_form(
+        &self,
+        session: &WebSession,
+        req: FormRequest,
+        source: &str,
+    ) -> Result<FormOutcome, FormError> {
+        let result = self.enroll_from_form_unrecorded(session, req, source).await;
+        // Field errors are typing to correct; a policy refusal is audited.
+        if let Err(FormError::Other(e)) = &result {
+            if let Ok(endpoint) = self.store.endpoint(session.endpoint_id).await {
+                let who = session.email.as_str();
+                let refusal = Refusal::at_endpoint("web.enroll", &endpoint, who, source);
+                self.record_if_refused(refusal, e).await;
+            }
+        }
+        result
+    }
+
+    async fn enroll_from_form_unrecorded(
         &self,
         session: &WebSession,
         req: FormRequest,

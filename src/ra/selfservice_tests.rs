@@ -1862,3 +1862,53 @@ async fn housekeeping_deletes_ended_sessions_old_messages_and_old_links() {
     assert_eq!(w.store.sweep_expired(now, now - week).await.unwrap(), 2);
     assert_eq!(w.store.sweep_expired(now, now - week).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_disabled_person_is_refused_and_the_refusal_is_audited() {
+    let w = world().await;
+    // Signed in and at the form while still enabled.
+    let cookie = w
+        .listed_session("alice@example.org", "alice-secret", "staff")
+        .await;
+    let s = w.session(&w.main, &cookie).await;
+    let alice = w.person("alice@example.org").await.unwrap();
+    w.store
+        .set_person_disabled(alice.id, None, true, &Default::default(), T0)
+        .await
+        .unwrap();
+    // The form refuses (a policy refusal, not a field to correct) and says so in the trail.
+    match w.submit(&s, form_request(PW)).await {
+        Err(FormError::Other(e)) => assert_eq!(e.kind, ErrorKind::Forbidden, "{e:?}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(w.audited("web.enroll.refused").await, 1);
+    // Field errors are not refusals.
+    field_errors(
+        w.submit(
+            &s,
+            FormRequest {
+                eula_accepted: false,
+                ..form_request(PW)
+            },
+        )
+        .await,
+    );
+    assert_eq!(w.audited("web.enroll.refused").await, 1);
+    // Signing in again with the right secret ID: refused, and audited; a wrong one is not.
+    assert_eq!(
+        kind(
+            w.ra.sign_in_with_secret_id(&w.main, "alice@example.org", &secret("alice-secret"), SRC)
+                .await
+        ),
+        ErrorKind::Forbidden
+    );
+    assert_eq!(
+        kind(
+            w.ra.sign_in_with_secret_id(&w.main, "alice@example.org", &secret("guess"), SRC)
+                .await
+        ),
+        ErrorKind::Unauthorized
+    );
+    assert_eq!(w.audited("web.sign-in.refused").await, 1);
+    assert_eq!(w.rows().await.certificates, 0);
+}

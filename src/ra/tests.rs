@@ -11,7 +11,7 @@ use x509_parser::prelude::*;
 
 use super::*;
 use crate::ca::dev::{ensure_dev_ca, PkiFiles};
-use crate::domain::{generate_secret, KeyType};
+use crate::domain::{generate_secret, Id, KeyType};
 use crate::store::{NewAccount, NewEndpoint, NewPerson, NewProfile};
 use crate::testing::{database_url, FakeClock};
 
@@ -773,4 +773,104 @@ async fn csr_generation_method_decides_between_enroll_and_serverkeygen() {
             assert_eq!(server.unwrap_err().kind, ErrorKind::Forbidden);
         }
     }
+}
+
+/// The audit events with `action`: (actor, object, detail, organisation).
+async fn refusal_events(w: &World, action: &str) -> Vec<(String, String, String, Option<Id>)> {
+    w.store
+        .audit_events(&crate::store::AuditFilter {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == action)
+        .map(|e| (e.actor, e.object, e.detail, e.organisation_id))
+        .collect()
+}
+
+#[tokio::test]
+async fn policy_refusals_of_authenticated_requests_are_audited_and_repeats_coalesce() {
+    let w = world().await;
+    let csr = ec_csr("x", &[]);
+    let eng = w.account("eng").await;
+    // Bob proves his secret, but the account is limited to another department.
+    for _ in 0..3 {
+        assert_eq!(
+            kind(w.enroll("eng", "bob@example.org", "bob-secret", &csr).await),
+            ErrorKind::Forbidden
+        );
+    }
+    let events = refusal_events(&w, "enroll.refused").await;
+    assert_eq!(
+        events.len(),
+        1,
+        "repeats within a minute coalesce: {events:?}"
+    );
+    let (actor, object, detail, org) = &events[0];
+    assert_eq!(actor, "bob@example.org");
+    assert_eq!(object, &format!("account {}", eng.id));
+    assert!(detail.contains("department"), "{detail}");
+    assert_eq!(*org, Some(eng.organisation_id));
+    // After the window the next one is written, counting the two skipped.
+    w.clock.advance(refusals::COALESCE_SECS);
+    kind(w.enroll("eng", "bob@example.org", "bob-secret", &csr).await);
+    let events = refusal_events(&w, "enroll.refused").await;
+    assert_eq!(events.len(), 2);
+    assert!(
+        events[1].2.contains("and 2 more like it"),
+        "{}",
+        events[1].2
+    );
+    // A CSR refused after authentication is a refusal too; a wrong secret is not (it is
+    // counted by the throttle, and audited only when it locks).
+    let mut bad = ec_csr("x", &[]);
+    let n = bad.len();
+    bad[n - 3] ^= 0x01;
+    kind(
+        w.enroll("staff", "alice@example.org", w.alice_secret, &bad)
+            .await,
+    );
+    kind(w.enroll("staff", "alice@example.org", "wrong", &csr).await);
+    let events = refusal_events(&w, "enroll.refused").await;
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events[2].0, "alice@example.org");
+    assert!(events[2].2.contains("signature"), "{}", events[2].2);
+    assert!(refusal_events(&w, "auth.locked").await.is_empty());
+    // Nothing was issued or ordered by any of it.
+    assert_eq!(w.orders().await, 0);
+}
+
+#[tokio::test]
+async fn a_lockout_is_audited_once() {
+    let w = world().await;
+    let csr = ec_csr("x", &[]);
+    for i in 0..MAX_FAILURES {
+        kind(w.enroll("staff", "alice@example.org", "wrong", &csr).await);
+        let locked = refusal_events(&w, "auth.locked").await;
+        let want = usize::from(i + 1 == MAX_FAILURES);
+        assert_eq!(locked.len(), want, "after {} failures: {locked:?}", i + 1);
+    }
+    // Refused while locked: no further event.
+    for _ in 0..3 {
+        assert!(matches!(
+            kind(w.enroll("staff", "alice@example.org", "wrong", &csr).await),
+            ErrorKind::RateLimited { .. }
+        ));
+    }
+    let locked = refusal_events(&w, "auth.locked").await;
+    assert_eq!(locked.len(), 1);
+    assert_eq!(locked[0].0, "secret-id:alice@example.org");
+    assert!(locked[0].2.contains("5 failed attempts"), "{}", locked[0].2);
+    // An access-code account's username key is placed in the account's organisation.
+    let devices = w.account("devices").await;
+    for _ in 0..MAX_FAILURES {
+        kind(w.enroll("devices", "d9", "wrong", &csr).await);
+    }
+    let locked = refusal_events(&w, "auth.locked").await;
+    assert_eq!(locked.len(), 2, "{locked:?}");
+    assert_eq!(locked[1].0, "d9");
+    assert_eq!(locked[1].1, format!("account {}", devices.id));
+    assert_eq!(locked[1].3, Some(devices.organisation_id));
 }

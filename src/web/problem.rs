@@ -54,6 +54,10 @@ pub fn est(err: &Error) -> Response {
     resp
 }
 
+/// Why an admin API request was refused (403/404), for the audit of the refusal.
+#[derive(Clone, Debug)]
+pub struct Refused(pub String);
+
 /// The admin API answers errors as RFC 9457 problem documents, naming the field at fault.
 pub fn admin(err: &Error) -> Response {
     let status = status(err.kind);
@@ -77,6 +81,9 @@ pub fn admin(err: &Error) -> Response {
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"estgate-admin\""),
         );
+    }
+    if matches!(err.kind, ErrorKind::Forbidden | ErrorKind::NotFound) {
+        resp.extensions_mut().insert(Refused(err.message.clone()));
     }
     retry_after(&mut resp, err.kind);
     resp

@@ -569,3 +569,66 @@ async fn every_role_reaches_exactly_its_scope() {
     assert!(failures.is_empty(), "role matrix:\n{}", failures.join("\n"));
     s.stop().await;
 }
+
+/// The `admin.refused` events as an MRAO reads them: (actor, object, detail).
+async fn refused_events(s: &Server, mrao: &str) -> Vec<(String, String, String)> {
+    let a = get(
+        s,
+        "/api/v1/audit-events?action=admin.refused&limit=500",
+        mrao,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    a.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (field("actor"), field("object"), field("detail"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_administrators_refused_requests_are_audited_and_repeats_coalesce() {
+    let s = start().await;
+    let (_, mrao) = admin_with_key(&s, "mrao@example.org", Role::Mrao, vec![], vec![]).await;
+    let w = world(&s, &mrao).await;
+    let (_, drao) =
+        admin_with_key(&s, "drao@example.org", Role::Drao, vec![], vec![w.dept_a1]).await;
+    assert!(refused_events(&s, &mrao).await.is_empty());
+    // 403: a collection the DRAO never uses; 404: a person of another organisation.
+    // Each twice, and the person also by a second id: repeats within a minute coalesce.
+    for _ in 0..2 {
+        assert_eq!(get(&s, "/api/v1/endpoints", &drao).await.status, 403);
+        let other = format!("/api/v1/persons/{}", w.person_b1);
+        assert_eq!(get(&s, &other, &drao).await.status, 404);
+    }
+    let other_dept = format!("/api/v1/persons/{}", w.person_a2);
+    assert_eq!(get(&s, &other_dept, &drao).await.status, 404);
+    // Not audited: an unauthenticated request, and an unknown route.
+    let anonymous = call(&s, "GET", "/api/v1/endpoints", None, &[], None).await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(get(&s, "/api/v1/no-such-thing", &drao).await.status, 404);
+    // A request that succeeds is not a refusal either.
+    assert_eq!(get(&s, "/api/v1/persons", &drao).await.status, 200);
+
+    let events = refused_events(&s, &mrao).await;
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let (actor, object, detail) = &events[0];
+    assert!(actor.contains("drao@example.org"), "{actor}");
+    assert_eq!(object, "GET /api/v1/endpoints");
+    assert!(detail.contains("403 for /api/v1/endpoints"), "{detail}");
+    let (_, object, detail) = &events[1];
+    assert_eq!(object, "GET /api/v1/persons/{id}");
+    assert!(
+        detail.contains(&format!("404 for /api/v1/persons/{}", w.person_b1)),
+        "{detail}"
+    );
+    // A DRAO does not read the trail of refusals outside its departments.
+    let theirs = get(&s, "/api/v1/audit-events?action=admin.refused", &drao).await;
+    assert_eq!(theirs.status, 200);
+    assert_eq!(theirs.json["items"].as_array().unwrap().len(), 0);
+    s.stop().await;
+}

@@ -230,7 +230,7 @@ impl Ra {
             .as_ref()
             .filter(|(a, _)| !a.disabled)
             .and_then(|(_, c)| c.password_hash.clone());
-        let password_ok = self.verify_guess(&keys, password, hash).await?;
+        let password_ok = self.verify_guess(&keys, password, hash, source).await?;
         let mut ok = false;
         if let (true, Some((admin, creds))) = (password_ok, &found) {
             if let Some(sealed) = &creds.totp_sealed {
@@ -250,6 +250,7 @@ impl Ra {
             }
             if !ok {
                 throttle::fail(&self.store, &keys, now).await?;
+                self.record_lockouts(&keys, &counts, source).await?;
             }
         }
         let Some((admin, _)) = found.filter(|_| ok) else {

@@ -1,6 +1,8 @@
 //! Extractors: the authenticated administrator (`AdminCaller`), a JSON body that names the
 //! field at fault (`ApiJson`), and `If-Match` (`IfMatch`).
 
+use std::sync::{Arc, OnceLock};
+
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
@@ -49,6 +51,11 @@ pub fn bearer(headers: &HeaderMap) -> Option<Secret> {
 /// The administrator making this request.
 pub struct AdminCaller(pub Caller);
 
+/// Where `AdminCaller` leaves the authenticated caller (and the RA it used) for the layer
+/// that audits refused requests (`mod.rs`: `audit_refusals`).
+#[derive(Clone, Default)]
+pub struct CallerSlot(pub Arc<OnceLock<(Caller, crate::ra::Ra)>>);
+
 impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
 
@@ -62,6 +69,9 @@ impl FromRequestParts<AppState> for AdminCaller {
             .ra
             .authenticate_admin(&token, &source(parts), Some(request_id(&parts.headers)))
             .await?;
+        if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+            let _ = slot.0.set((caller.clone(), state.ra.clone()));
+        }
         Ok(AdminCaller(caller))
     }
 }

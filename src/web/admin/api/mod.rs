@@ -24,7 +24,9 @@ mod profiles;
 
 use std::sync::Arc;
 
+use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
@@ -36,6 +38,7 @@ use utoipa_axum::router::OpenApiRouter;
 use super::super::{problem, AppState};
 use crate::error::Error;
 
+use extract::CallerSlot;
 pub use extract::{AdminCaller, ApiJson, ApiQuery, IfMatch};
 
 /// JSON bodies of the API are small; a bulk import has its own, larger limit.
@@ -95,7 +98,31 @@ pub fn routes() -> Router<AppState> {
             }),
         )
         .route("/api/{*rest}", any(no_route))
+        .layer(axum::middleware::from_fn(audit_refusals))
         .layer(axum::middleware::map_response(api_headers))
+}
+
+/// A request of an authenticated administrator answered 403 or 404 is written to the audit
+/// trail (coalesced: `ra/refusals.rs`). Unauthenticated ones are not: nobody unknown
+/// decides how much the trail grows.
+async fn audit_refusals(mut req: Request, next: Next) -> Response {
+    let slot = CallerSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    let route = format!("{} {template}", req.method());
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    if let (Some((caller, ra)), Some(problem::Refused(reason))) =
+        (slot.0.get(), resp.extensions().get::<problem::Refused>())
+    {
+        ra.record_admin_refusal(caller, &route, &path, resp.status().as_u16(), reason)
+            .await;
+    }
+    resp
 }
 
 /// Unknown paths under `/api/` answer a problem document too.
