@@ -386,6 +386,35 @@ async fn persons_over_https() {
         )
         .await;
     refused(&a, 400, Some("secret_id"));
+    // Eleven characters are too few (issue 10), on a reset and on a new person alike, and
+    // change nothing: the secret ID set above stays, and no person is added.
+    let a = api
+        .json(
+            "POST",
+            &format!("/api/v1/persons/{pid}/secret-id"),
+            json!({"secret_id": "abcdefghijk"}),
+        )
+        .await;
+    refused(&a, 400, Some("secret_id"));
+    assert!(
+        a.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("12 to 128 characters"),
+        "{}",
+        a.body
+    );
+    let a = api
+        .json(
+            "POST",
+            "/api/v1/persons",
+            json!({"organisation": id, "email": "abe@beta.test", "last_name": "Short",
+                   "secret_id": "abc"}),
+        )
+        .await;
+    refused(&a, 400, Some("secret_id"));
+    let found = api.get("/api/v1/persons?email=abe@beta.test").await;
+    assert_eq!(found.body["items"], json!([]), "{}", found.body);
     let a = api
         .send("POST", &format!("/api/v1/persons/{pid}/unlock"), &[], b"")
         .await;

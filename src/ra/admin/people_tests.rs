@@ -937,6 +937,64 @@ async fn a_reset_secret_id_replaces_the_old_and_unlock_lifts_a_lockout() {
     }
 }
 
+#[tokio::test]
+async fn a_secret_id_given_by_hand_needs_twelve_characters() {
+    let w = world().await;
+    let rao = w.rao();
+    // Creating: "abc" and eleven characters are refused, naming the field; nobody is added.
+    for short in ["abc", "abcdefghijk"] {
+        let mut req = person_request(&w, "carol@example.org", None);
+        req.secret_id = SecretIdChoice::Given(Secret::new(short));
+        let e = refusal(w.ra.add_person(&rao, req).await);
+        assert_eq!(
+            (e.kind, e.field.as_deref()),
+            (ErrorKind::Malformed, Some("secret_id"))
+        );
+        assert!(e.message.contains("12 to 128 characters"), "{}", e.message);
+    }
+    assert_eq!(w.persons().await.len(), 2);
+    // Resetting: refused, and the old secret ID still signs in.
+    let e = refusal(
+        w.ra.reset_person_secret_id(&rao, w.bob, Some(Secret::new("abcdefghijk")))
+            .await,
+    );
+    assert_eq!(e.field.as_deref(), Some("secret_id"));
+    assert!(w.events("person.set-secret-id").await.is_empty());
+    w.sign_in("bob@example.org", "bob-secret").await.unwrap();
+    // Importing: the line is reported and nothing is applied.
+    let csv = format!("{HEADER}dora@example.org,Dora,,Short,,abcdefghijk\n");
+    let report =
+        w.ra.import_persons(&rao, w.org, csv.as_bytes(), true)
+            .await
+            .unwrap();
+    assert!(!report.applied);
+    let got: Vec<(usize, &str)> = report
+        .errors
+        .iter()
+        .map(|e| (e.line, e.field.as_str()))
+        .collect();
+    assert_eq!(got, vec![(2, "secret_id")]);
+    assert_eq!(w.persons().await.len(), 2);
+    // Twelve characters pass, in each of the three places.
+    let mut req = person_request(&w, "carol@example.org", None);
+    req.secret_id = SecretIdChoice::Given(Secret::new("abcdefghijkl"));
+    w.ra.add_person(&rao, req).await.unwrap();
+    w.sign_in("carol@example.org", "abcdefghijkl")
+        .await
+        .unwrap();
+    w.ra.reset_person_secret_id(&rao, w.bob, Some(Secret::new("twelve-chars")))
+        .await
+        .unwrap();
+    w.sign_in("bob@example.org", "twelve-chars").await.unwrap();
+    let csv = format!("{HEADER}dora@example.org,Dora,,Long,,abcdefghijkl\n");
+    let report =
+        w.ra.import_persons(&rao, w.org, csv.as_bytes(), true)
+            .await
+            .unwrap();
+    assert!(report.applied, "{:?}", report.errors);
+    assert_eq!(w.persons().await.len(), 4);
+}
+
 // ---- import ------------------------------------------------------------------------------
 
 const HEADER: &str = "email,first_name,middle_name,last_name,department,secret_id\n";

@@ -219,7 +219,7 @@ pub struct NewPersonDoc {
     #[serde(default)]
     pub last_name: String,
     /// `"generate"` for a generated secret ID (answered once), another value to set that
-    /// one (8 to 128 characters), or absent for none.
+    /// one (12 to 128 characters, no spaces), or absent for none.
     pub secret_id: Option<String>,
 }
 
@@ -420,7 +420,7 @@ async fn enable_person(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretIdDoc {
-    /// The secret ID to set (8 to 128 characters); absent for a generated one.
+    /// The secret ID to set (12 to 128 characters, no spaces); absent for a generated one.
     pub secret_id: Option<String>,
 }
 
