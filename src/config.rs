@@ -52,6 +52,14 @@ struct RawConfig {
     http_public_url: Option<String>,
     approver_emails: Option<String>,
     expiry_reminder_days: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
+    argon2_concurrency: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
+    argon2_queue: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
+    failures_per_client: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
+    failures_per_account: Option<String>,
 }
 
 /// Numbers may be written as TOML integers or, like every value from the environment, as
@@ -92,6 +100,10 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("http_public_url", "ESTGATE_HTTP_PUBLIC_URL", "http:// base URL of that listener as relying parties reach it; certificates carry {base}/crl, {base}/ocsp, {base}/ca.cer (default http://<http_listen>)"),
     ("approver_emails", "ESTGATE_APPROVER_EMAILS", "comma-separated addresses told that a request waits for approval (default: none)"),
     ("expiry_reminder_days", "ESTGATE_EXPIRY_REMINDER_DAYS", "comma-separated days before notAfter to remind the person (default 30,7,1; empty: none)"),
+    ("argon2_concurrency", "ESTGATE_ARGON2_CONCURRENCY", "secret verifications (Argon2) running at once in this process, 1..1024 (default: the number of cores)"),
+    ("argon2_queue", "ESTGATE_ARGON2_QUEUE", "guesses waiting for a verification; beyond them 503 with Retry-After, 0..65536 (default twice argon2_concurrency)"),
+    ("failures_per_client", "ESTGATE_FAILURES_PER_CLIENT", "failed authentications per client address (IPv4, IPv6 /64) in 15 minutes across all accounts, endpoints and admin sign-in, then 429 (default 50)"),
+    ("failures_per_account", "ESTGATE_FAILURES_PER_ACCOUNT", "failed authentications of everybody on one EST account, or at one form's access-code step, in 15 minutes, then 429 for everybody (default 200)"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +136,8 @@ pub struct Config {
     pub approver_emails: Vec<crate::domain::EmailAddress>,
     /// Days before notAfter at which a reminder is mailed, largest first.
     pub expiry_reminder_days: Vec<u32>,
+    /// Limits on guessing secrets and on Argon2 work.
+    pub guessing: crate::ra::GuessLimits,
 }
 
 /// Command-line values; they win over the file and the environment.
@@ -161,7 +175,14 @@ impl Config {
             }
             None => RawConfig::default(),
         };
-        let fields: [(&str, &mut Option<String>); 21] = [
+        let fields: [(&str, &mut Option<String>); 25] = [
+            ("ESTGATE_ARGON2_CONCURRENCY", &mut raw.argon2_concurrency),
+            ("ESTGATE_ARGON2_QUEUE", &mut raw.argon2_queue),
+            ("ESTGATE_FAILURES_PER_CLIENT", &mut raw.failures_per_client),
+            (
+                "ESTGATE_FAILURES_PER_ACCOUNT",
+                &mut raw.failures_per_account,
+            ),
             ("ESTGATE_HTTP_LISTEN", &mut raw.http_listen),
             ("ESTGATE_HTTP_PUBLIC_URL", &mut raw.http_public_url),
             ("ESTGATE_APPROVER_EMAILS", &mut raw.approver_emails),
@@ -319,6 +340,12 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
         expiry_reminder_days.sort_unstable_by(|a, b| b.cmp(a));
         expiry_reminder_days.dedup();
+        let guessing = guess_limits(GuessKeys {
+            argon2_concurrency: raw.argon2_concurrency,
+            argon2_queue: raw.argon2_queue,
+            failures_per_client: raw.failures_per_client,
+            failures_per_account: raw.failures_per_account,
+        })?;
         let mail = mail_config(
             MailKeys {
                 smtp_host: raw.smtp_host,
@@ -350,8 +377,63 @@ impl Config {
             http_public_url,
             approver_emails,
             expiry_reminder_days,
+            guessing,
         })
     }
+}
+
+/// The guessing keys of `RawConfig`.
+struct GuessKeys {
+    argon2_concurrency: Option<String>,
+    argon2_queue: Option<String>,
+    failures_per_client: Option<String>,
+    failures_per_account: Option<String>,
+}
+
+/// Each bound must leave the server usable: at least one verification at a time and one
+/// failure before a lockout (the queue may be 0: refuse at once when all slots are busy).
+fn guess_limits(raw: GuessKeys) -> Result<crate::ra::GuessLimits, ConfigError> {
+    fn number(
+        key: &'static str,
+        value: Option<String>,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Option<u64>, ConfigError> {
+        let Some(v) = value else {
+            return Ok(None);
+        };
+        match v.trim().parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(Some(n)),
+            _ => Err(invalid(
+                key,
+                format!(
+                    "{v:?} is not a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        }
+    }
+    let defaults = crate::ra::GuessLimits::default();
+    let concurrency = number("argon2_concurrency", raw.argon2_concurrency, 1..=1024)?
+        .map_or(defaults.argon2_concurrency, |n| n as usize);
+    let queue = number("argon2_queue", raw.argon2_queue, 0..=65536)?
+        .map_or(2 * concurrency, |n| n as usize);
+    Ok(crate::ra::GuessLimits {
+        argon2_concurrency: concurrency,
+        argon2_queue: queue,
+        failures_per_client: number(
+            "failures_per_client",
+            raw.failures_per_client,
+            1..=1_000_000,
+        )?
+        .unwrap_or(defaults.failures_per_client),
+        failures_per_account: number(
+            "failures_per_account",
+            raw.failures_per_account,
+            1..=1_000_000,
+        )?
+        .unwrap_or(defaults.failures_per_account),
+    })
 }
 
 /// The mail keys of `RawConfig`.
@@ -648,6 +730,60 @@ mod tests {
             if vars.iter().any(|(var, _)| *var == "ESTGATE_SMTP_PASSWORD") {
                 assert!(!err.to_string().contains("\"p\""), "{err}");
             }
+        }
+    }
+
+    #[test]
+    fn guessing_limits_default_to_the_cores_and_can_be_set() {
+        let c = Config::load(None, no_env, &Overrides::default()).unwrap();
+        assert_eq!(c.guessing, crate::ra::GuessLimits::default());
+        assert_eq!(c.guessing.argon2_queue, 2 * c.guessing.argon2_concurrency);
+        assert_eq!(
+            (
+                c.guessing.failures_per_client,
+                c.guessing.failures_per_account
+            ),
+            (50, 200)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("estgate.toml");
+        std::fs::write(
+            &file,
+            "argon2_concurrency = 3\nfailures_per_client = 7\nfailures_per_account = \"9\"\n",
+        )
+        .unwrap();
+        let env = |k: &str| (k == "ESTGATE_ARGON2_QUEUE").then(|| "0".to_string());
+        let c = Config::load(Some(&file), env, &Overrides::default()).unwrap();
+        assert_eq!(
+            c.guessing,
+            crate::ra::GuessLimits {
+                argon2_concurrency: 3,
+                argon2_queue: 0,
+                failures_per_client: 7,
+                failures_per_account: 9,
+            }
+        );
+        // Without a queue set, it follows the concurrency.
+        let env = |k: &str| (k == "ESTGATE_ARGON2_CONCURRENCY").then(|| "4".to_string());
+        let c = Config::load(None, env, &Overrides::default()).unwrap();
+        assert_eq!(c.guessing.argon2_queue, 8);
+        for (var, value, key) in [
+            ("ESTGATE_ARGON2_CONCURRENCY", "0", "argon2_concurrency"),
+            ("ESTGATE_ARGON2_CONCURRENCY", "many", "argon2_concurrency"),
+            ("ESTGATE_ARGON2_QUEUE", "-1", "argon2_queue"),
+            ("ESTGATE_FAILURES_PER_CLIENT", "0", "failures_per_client"),
+            (
+                "ESTGATE_FAILURES_PER_ACCOUNT",
+                "2.5",
+                "failures_per_account",
+            ),
+        ] {
+            let env = |k: &str| (k == var).then(|| value.to_string());
+            let err = Config::load(None, env, &Overrides::default()).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("`{key}`")),
+                "{var}={value}: {err}"
+            );
         }
     }
 

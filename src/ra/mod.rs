@@ -29,7 +29,10 @@ pub use selfservice::{
     EnrollmentForm, FieldErrors, FormError, FormOutcome, FormRequest, LinkDescription,
     SignInOutcome, SESSION_TTL_SECS,
 };
-pub use throttle::{MAX_FAILURES, MAX_FAILURES_PER_ADDRESS, WINDOW_SECS};
+pub use throttle::{
+    GuessLimits, MAX_FAILURES, MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_ADDRESS,
+    MAX_FAILURES_PER_CLIENT, WINDOW_SECS,
+};
 
 /// HTTP Basic credentials as EST presents them (DESIGN.md "EST mapping").
 #[derive(Debug, Clone)]
@@ -63,6 +66,9 @@ pub struct Ra {
     public_url: String,
     /// Refusals written recently, so repeats coalesce (refusals.rs).
     refusals: Arc<refusals::RefusalLog>,
+    /// How much guessing is admitted (throttle.rs), and the Argon2 slots of this process.
+    guess_limits: throttle::GuessLimits,
+    verifications: Arc<throttle::Verifications>,
 }
 
 /// A certificate for a key the server generated; the key exists only in this value.
@@ -107,7 +113,18 @@ impl Ra {
             seal_key: None,
             public_url: String::new(),
             refusals: Arc::default(),
+            guess_limits: throttle::GuessLimits::default(),
+            verifications: Arc::new(throttle::Verifications::new(
+                &throttle::GuessLimits::default(),
+            )),
         }
+    }
+
+    /// The limits on guessing and on Argon2 work (config `argon2_concurrency`, …).
+    pub fn with_guess_limits(mut self, limits: GuessLimits) -> Ra {
+        self.verifications = Arc::new(throttle::Verifications::new(&limits));
+        self.guess_limits = limits;
+        self
     }
 
     pub fn with_approvers(mut self, approvers: Vec<EmailAddress>) -> Ra {
@@ -663,11 +680,18 @@ impl Ra {
         source: &str,
     ) -> Result<Authorized, Error> {
         let now = self.clock.now();
+        let limits = &self.guess_limits;
         let keys = match account.authorization {
-            Authorization::None => vec![throttle::Key::secret_id(&c.username)],
+            Authorization::None => vec![
+                throttle::Key::secret_id(&c.username),
+                throttle::Key::client(limits, source),
+                throttle::Key::account(limits, account.id),
+            ],
             Authorization::AccessCode => vec![
                 throttle::Key::username(account.id, &c.username),
                 throttle::Key::address(account.id, source),
+                throttle::Key::client(limits, source),
+                throttle::Key::account(limits, account.id),
             ],
         };
         let recent_failures = throttle::check(&self.store, &keys, now).await?;
@@ -719,7 +743,8 @@ impl Ra {
                 if !self.verify_guess(&keys, &c.password, hash, source).await? {
                     return Err(Error::unauthorized("wrong access code"));
                 }
-                throttle::forget_failures(&self.store, &keys, &recent_failures).await?;
+                // Nothing is forgotten: the code is shared and the username anybody's, so a
+                // right code must not reset the count of guesses (throttle.rs).
                 if profile.subject_source == SubjectSource::Person {
                     // A shared access code does not say who is asking: the person proves
                     // the address by following an emailed link (selfservice.rs).
@@ -903,8 +928,9 @@ impl Ra {
 
     /// Which of `hashes` a guessed secret matches: one guess under the throttle `keys`
     /// however many hashes it is tried against (throttle.rs: guesses under one key take
-    /// turns). With no hash at all a dummy is verified, for the timing. A secret verified
-    /// moments ago is let through without a turn or a write.
+    /// turns), in one verification slot. With no hash at all a dummy is verified, for the
+    /// timing. A secret verified moments ago is let through without a turn, a slot or a
+    /// write. No free slot: 503, and the guess is not counted.
     async fn verify_guess_among(
         &self,
         keys: &[throttle::Key],
@@ -926,16 +952,8 @@ impl Ra {
         if let Some(i) = known() {
             return Ok(Some(i));
         }
-        let mut matched = None;
-        if hashes.is_empty() {
-            verify_off_executor(secret, dummy_hash().clone()).await;
-        }
-        for (i, h) in hashes.iter().enumerate() {
-            if verify_off_executor(secret, h.clone()).await {
-                matched = Some(i);
-                break;
-            }
-        }
+        let slot = self.verifications.slot().await?;
+        let matched = verify_off_executor(slot, secret, hashes).await;
         if matched.is_none() {
             throttle::fail(&self.store, keys, self.clock.now()).await?;
             self.record_lockouts(keys, &counts, source).await?;
@@ -952,13 +970,27 @@ fn claimed(credentials: &Option<Credentials>) -> &str {
         .unwrap_or("anonymous")
 }
 
+/// Which of `hashes` the secret matches (none given: a dummy is verified, for the timing).
 /// Argon2 is deliberately slow: it runs on the blocking pool so it never stalls other
-/// requests on the async executor.
-async fn verify_off_executor(secret: &Secret, hash: SecretHash) -> bool {
+/// requests on the async executor, and holds its verification slot until it ends, even if
+/// the request is abandoned meanwhile (throttle.rs `Verifications`).
+async fn verify_off_executor(
+    slot: throttle::Slot,
+    secret: &Secret,
+    hashes: &[SecretHash],
+) -> Option<usize> {
     let secret = secret.clone();
-    tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
-        .await
-        .unwrap_or(false)
+    let hashes = hashes.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        if hashes.is_empty() {
+            verify_secret(&secret, dummy_hash());
+            return None;
+        }
+        hashes.iter().position(|h| verify_secret(&secret, h))
+    })
+    .await
+    .unwrap_or(None)
 }
 
 /// A request of the server's own making for a key it generated, so that the same policy

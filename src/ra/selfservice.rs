@@ -255,7 +255,7 @@ impl Ra {
             purpose: t.purpose,
             email: t.email,
             account,
-            source: throttle::host(&t.source).to_string(),
+            source: throttle::host(&t.source),
             requested_at: t.created_at,
         })
     }
@@ -315,7 +315,7 @@ impl Ra {
     }
 
     /// Signs in with email and secret ID (persons an administrator created), throttled
-    /// per (endpoint, email) like EST's secrets.
+    /// per person like EST's secrets (one count for both), and per client address.
     pub async fn sign_in_with_secret_id(
         &self,
         endpoint: &Endpoint,
@@ -329,7 +329,10 @@ impl Ra {
             ));
         }
         let now = self.clock.now();
-        let keys = [throttle::Key::secret_id(email)];
+        let keys = [
+            throttle::Key::secret_id(email),
+            throttle::Key::client(&self.guess_limits, source),
+        ];
         let counts = throttle::check(&self.store, &keys, now).await?;
         let org = self.organisation_of(endpoint).await?;
         let parsed = EmailAddress::parse(email);
@@ -445,6 +448,8 @@ impl Ra {
         let keys = [
             throttle::Key::web_access_code(session.endpoint_id, session.email.as_str()),
             throttle::Key::address(throttle::SHARED_SCOPE, source),
+            throttle::Key::client(&self.guess_limits, source),
+            throttle::Key::endpoint_access_codes(&self.guess_limits, session.endpoint_id),
         ];
         throttle::check(&self.store, &keys, now).await?;
         let trimmed = Secret::new(code.expose().trim());
@@ -471,7 +476,7 @@ impl Ra {
             .await?
             .and_then(|i| candidates.get(i).cloned());
         // No forgetting of earlier failures here: knowing one shared code must not reset
-        // the count of guesses at the others.
+        // the count of guesses at the others (none of these keys is personal).
         let Some(account) = chosen else {
             return Err(Error::unauthorized("this access code is not valid here"));
         };

@@ -165,11 +165,13 @@ pub(crate) fn new_totp(email: &EmailAddress) -> Result<(Vec<u8>, TotpEnrolment),
     ))
 }
 
+/// The administrator's own key: forgotten after their successful sign-in.
 fn admin_key(email: &str) -> throttle::Key {
     throttle::Key {
         scope: ADMIN_SCOPE,
         name: format!("admin:{}", email.trim().to_lowercase()),
         limit: throttle::MAX_FAILURES,
+        reach: throttle::Reach::Personal,
     }
 }
 
@@ -206,8 +208,10 @@ impl Ra {
         Ok(Principal::of(admin, name, departments))
     }
 
-    /// Password + TOTP sign-in. Every failure is counted (per email and per client
-    /// address) and audited; the answer does not tell which part was wrong.
+    /// Password + TOTP sign-in. Every failure is counted (per email, per client address
+    /// among administrators, and in the client address's count across the whole server)
+    /// and audited; the answer does not tell which part was wrong. A success forgets only
+    /// the email's failures.
     pub async fn sign_in_admin(
         &self,
         email: &str,
@@ -220,6 +224,7 @@ impl Ra {
         let keys = [
             admin_key(email),
             throttle::Key::address(ADMIN_SCOPE, source),
+            throttle::Key::client(&self.guess_limits, source),
         ];
         let counts = throttle::check(&self.store, &keys, now).await?;
         let found = match EmailAddress::parse(email) {
@@ -268,7 +273,7 @@ impl Ra {
             self.store.audit(&entry, now).await?;
             return Err(signed_in_wrong());
         };
-        throttle::forget_failures(&self.store, &keys[..1], &counts[..1]).await?;
+        throttle::forget_failures(&self.store, &keys, &counts).await?;
         let token = generate_secret(40);
         let expires_at = now + SESSION_MAX_SECS;
         self.store
