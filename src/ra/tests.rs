@@ -874,3 +874,273 @@ async fn a_lockout_is_audited_once() {
     assert_eq!(locked[1].1, format!("account {}", devices.id));
     assert_eq!(locked[1].3, Some(devices.organisation_id));
 }
+
+// ---- bounds on guessing (issue 10) ------------------------------------------------------
+
+impl World {
+    /// The same world with other limits on guessing.
+    fn with_limits(mut self, change: impl FnOnce(&mut GuessLimits)) -> World {
+        let mut limits = GuessLimits::default();
+        change(&mut limits);
+        self.ra = self.ra.clone().with_guess_limits(limits);
+        self
+    }
+
+    async fn enroll_from(
+        &self,
+        label: &str,
+        user: &str,
+        pass: &str,
+        source: &str,
+    ) -> Result<Issued, Error> {
+        let csr = ec_csr("d.example.org", &[]);
+        self.ra
+            .enroll(self.account(label).await, creds(user, pass), &csr, source)
+            .await
+    }
+
+    /// Failures on record under one key.
+    async fn failures(&self, key: &throttle::Key) -> u64 {
+        self.store
+            .recent_failures(key.scope, &key.name, 0)
+            .await
+            .unwrap()
+            .0
+    }
+}
+
+#[tokio::test]
+async fn a_right_access_code_does_not_reset_the_count_of_wrong_ones() {
+    // 19 wrong codes (each under a new device name, so only the address count can stop
+    // them), then the right one, three times over: the right code once reset the address
+    // count, which let 57 wrong codes through against a limit of 20.
+    let w = world().await;
+    let mut answers = Vec::new();
+    let mut n = 0;
+    for _ in 0..3 {
+        for _ in 0..MAX_FAILURES_PER_ADDRESS - 1 {
+            n += 1;
+            let user = format!("dev{n}");
+            let r = w
+                .enroll_from("devices", &user, "guess", "192.0.2.9:1")
+                .await;
+            answers.push(r.err().map(|e| e.kind));
+        }
+        let right = w
+            .enroll_from("devices", "dev-ok", w.device_code, "192.0.2.9:2")
+            .await;
+        answers.push(right.err().map(|e| e.kind));
+    }
+    let wrong = answers
+        .iter()
+        .filter(|k| **k == Some(ErrorKind::Unauthorized))
+        .count() as u64;
+    assert_eq!(wrong, MAX_FAILURES_PER_ADDRESS, "{answers:?}");
+    // The first right code is issued (no error); from the 22nd request on, with the
+    // twentieth wrong code behind them, everything is refused with 429.
+    assert_eq!(answers[19], None, "the first right code");
+    assert!(
+        answers[21..]
+            .iter()
+            .all(|k| matches!(k, Some(ErrorKind::RateLimited { .. }))),
+        "{answers:?}"
+    );
+    let account = w.account("devices").await;
+    let address = throttle::Key::address(account.id, "192.0.2.9:1");
+    assert_eq!(w.failures(&address).await, MAX_FAILURES_PER_ADDRESS);
+}
+
+#[tokio::test]
+async fn a_right_secret_id_forgets_only_the_persons_own_count() {
+    let w = world().await.with_limits(|l| l.failures_per_client = 13);
+    let src = "198.51.100.4:1";
+    for round in 0..3 {
+        for _ in 0..MAX_FAILURES - 1 {
+            assert_eq!(
+                kind(
+                    w.enroll_from("staff", "alice@example.org", "wrong", src)
+                        .await
+                ),
+                ErrorKind::Unauthorized
+            );
+        }
+        // The person's own count is forgotten, so she is let in every time ...
+        w.enroll_from("staff", "alice@example.org", w.alice_secret, src)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+    }
+    assert_eq!(
+        w.failures(&throttle::Key::secret_id("alice@example.org"))
+            .await,
+        0
+    );
+    // ... but the address keeps all twelve failures: one more, and it is refused, right
+    // secret or not.
+    let client = throttle::Key::client(&w.ra.guess_limits, src);
+    assert_eq!(w.failures(&client).await, 12);
+    assert_eq!(
+        kind(
+            w.enroll_from("staff", "alice@example.org", "wrong", src)
+                .await
+        ),
+        ErrorKind::Unauthorized
+    );
+    let e = w
+        .enroll_from("staff", "bob@example.org", "bob-secret", src)
+        .await
+        .unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::RateLimited { .. }), "{e:?}");
+    assert!(
+        e.message.contains("from your network address"),
+        "{}",
+        e.message
+    );
+    // The account-wide count kept them too.
+    let staff = w.account("staff").await;
+    let everybody = throttle::Key::account(&w.ra.guess_limits, staff.id);
+    assert_eq!(w.failures(&everybody).await, 13);
+}
+
+#[tokio::test]
+async fn random_usernames_from_one_address_stop_being_recorded_at_the_client_limit() {
+    // On an account with authorization `none` every username is its own key; the client
+    // address's count ends the burst, and once it is reached nothing more is written.
+    let w = world().await.with_limits(|l| l.failures_per_client = 10);
+    let src = "[2001:db8:7:7::1]:5000";
+    let mut answers = Vec::new();
+    for i in 0..40 {
+        // Each from another address of the same /64, as a client may choose them.
+        let from = format!("[2001:db8:7:7::{:x}]:5000", i + 1);
+        let user = format!("{}@example.org", generate_secret(12).expose());
+        answers.push(kind(w.enroll_from("staff", &user, "guess", &from).await));
+    }
+    let wrong = answers
+        .iter()
+        .filter(|k| **k == ErrorKind::Unauthorized)
+        .count();
+    assert_eq!(wrong, 10, "{answers:?}");
+    assert!(answers[10..]
+        .iter()
+        .all(|k| matches!(k, ErrorKind::RateLimited { .. })));
+    let staff = w.account("staff").await;
+    let limits = w.ra.guess_limits;
+    assert_eq!(w.failures(&throttle::Key::client(&limits, src)).await, 10);
+    // Every recorded failure is also in the account's count: ten, not forty.
+    assert_eq!(
+        w.failures(&throttle::Key::account(&limits, staff.id)).await,
+        10
+    );
+    let locked = refusal_events(&w, "auth.locked").await;
+    assert_eq!(locked.len(), 1, "{locked:?}");
+    assert_eq!(locked[0].0, "client:2001:db8:7:7::/64");
+    // Another /64 is another client.
+    w.enroll_from(
+        "staff",
+        "alice@example.org",
+        w.alice_secret,
+        "[2001:db8:7:8::1]:5000",
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_account_is_locked_for_everybody_after_its_cap() {
+    let w = world().await.with_limits(|l| l.failures_per_account = 8);
+    let devices = w.account("devices").await;
+    // Eight wrong codes, each from another address under another device name.
+    for i in 0..8 {
+        let r = w
+            .enroll_from(
+                "devices",
+                &format!("dev{i}"),
+                "guess",
+                &format!("203.0.113.{i}:1"),
+            )
+            .await;
+        assert_eq!(kind(r), ErrorKind::Unauthorized, "attempt {i}");
+    }
+    // A fresh address and name with the right code: locked, and told so.
+    let e = w
+        .enroll_from("devices", "fresh", w.device_code, "203.0.113.99:1")
+        .await
+        .unwrap_err();
+    let ErrorKind::RateLimited { retry_after } = e.kind else {
+        panic!("{e:?}")
+    };
+    assert_eq!(retry_after, WINDOW_SECS as u64);
+    assert_eq!(
+        e.message,
+        format!(
+            "this account is temporarily locked for everybody after too many failed \
+             attempts; try again in {retry_after} seconds"
+        )
+    );
+    // The lockout is audited once, in the account's organisation.
+    let locked = refusal_events(&w, "auth.locked").await;
+    assert_eq!(locked.len(), 1, "{locked:?}");
+    assert_eq!(locked[0].0, "everybody:account");
+    assert_eq!(locked[0].1, format!("account {}", devices.id));
+    assert_eq!(locked[0].3, Some(devices.organisation_id));
+    // Another account is not affected; the account opens again once the window passes.
+    w.enroll_from(
+        "staff",
+        "alice@example.org",
+        w.alice_secret,
+        "203.0.113.99:1",
+    )
+    .await
+    .unwrap();
+    w.clock.advance(WINDOW_SECS);
+    w.enroll_from("devices", "fresh", w.device_code, "203.0.113.99:1")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn beyond_the_verification_slots_a_guess_is_answered_503_and_not_counted() {
+    let w = world().await.with_limits(|l| {
+        l.argon2_concurrency = 1;
+        l.argon2_queue = 0;
+    });
+    let src = "192.0.2.77:1";
+    // Alice's secret is verified once, so it is known for a few minutes.
+    w.enroll_from("staff", "alice@example.org", w.alice_secret, src)
+        .await
+        .unwrap();
+    // Every slot taken (as by a verification running) and no queue: refused at once.
+    let held = w.ra.verifications.slot().await.unwrap();
+    for user in ["bob@example.org", "nobody@example.org"] {
+        let e = w
+            .enroll_from("staff", user, "wrong", src)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unavailable { retry_after: 1 }, "{e:?}");
+    }
+    let limits = w.ra.guess_limits;
+    let staff = w.account("staff").await;
+    assert_eq!(w.failures(&throttle::Key::client(&limits, src)).await, 0);
+    assert_eq!(
+        w.failures(&throttle::Key::secret_id("bob@example.org"))
+            .await,
+        0
+    );
+    assert_eq!(
+        w.failures(&throttle::Key::account(&limits, staff.id)).await,
+        0
+    );
+    // A secret verified moments ago needs no slot.
+    w.enroll_from("staff", "alice@example.org", w.alice_secret, src)
+        .await
+        .unwrap();
+    // With the slot free again, a wrong guess is verified and counted.
+    drop(held);
+    assert_eq!(
+        kind(
+            w.enroll_from("staff", "bob@example.org", "wrong", src)
+                .await
+        ),
+        ErrorKind::Unauthorized
+    );
+    assert_eq!(w.failures(&throttle::Key::client(&limits, src)).await, 1);
+}
