@@ -1912,3 +1912,117 @@ async fn a_disabled_person_is_refused_and_the_refusal_is_audited() {
     assert_eq!(w.audited("web.sign-in.refused").await, 1);
     assert_eq!(w.rows().await.certificates, 0);
 }
+
+// ---- bounds on guessing across front ends (issue 10) ----------------------------------
+
+impl World {
+    fn with_limits(mut self, change: impl FnOnce(&mut GuessLimits)) -> World {
+        let mut limits = GuessLimits::default();
+        change(&mut limits);
+        self.ra = self.ra.clone().with_guess_limits(limits);
+        self
+    }
+}
+
+#[tokio::test]
+async fn failures_count_per_client_across_est_the_form_and_the_admin_sign_in() {
+    let w = world().await.with_limits(|l| l.failures_per_client = 6);
+    let staff = w.account("staff").await;
+    let est = |user: &'static str, pass: &'static str, src: &'static str| {
+        let (ra, staff) = (w.ra.clone(), staff.clone());
+        async move {
+            let c = Credentials {
+                username: user.into(),
+                password: secret(pass),
+            };
+            ra.enroll(staff, Some(c), &[], src).await.map(|_| ())
+        }
+    };
+    let admin = |pass: &'static str| {
+        let ra = w.ra.clone();
+        async move {
+            ra.sign_in_admin("root@example.org", &secret(pass), "000000", SRC, None)
+                .await
+                .map(|_| ())
+        }
+    };
+    // Two wrong secrets at each of EST, the form and the administrators' sign-in: no
+    // person's or administrator's own count is near its limit ...
+    for _ in 0..2 {
+        assert_eq!(
+            kind(est("alice@example.org", "wrong", SRC).await),
+            ErrorKind::Unauthorized
+        );
+        assert_eq!(
+            kind(
+                w.ra.sign_in_with_secret_id(&w.main, "bob@example.org", &secret("wrong"), SRC)
+                    .await
+            ),
+            ErrorKind::Unauthorized
+        );
+        assert_eq!(kind(admin("wrong").await), ErrorKind::Unauthorized);
+    }
+    // ... but the address has had its six, wherever it tries next, even with a right secret.
+    let e =
+        w.ra.sign_in_with_secret_id(&w.main, "alice@example.org", &secret("alice-secret"), SRC)
+            .await
+            .unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::RateLimited { .. }), "{e:?}");
+    assert!(e.message.contains("network address"), "{}", e.message);
+    assert!(matches!(
+        kind(est("bob@example.org", "bob-secret", SRC).await),
+        ErrorKind::RateLimited { .. }
+    ));
+    assert!(matches!(
+        kind(admin("wrong").await),
+        ErrorKind::RateLimited { .. }
+    ));
+    // Another address is another client.
+    w.ra.sign_in_with_secret_id(
+        &w.main,
+        "alice@example.org",
+        &secret("alice-secret"),
+        "192.0.2.200:1",
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn access_codes_at_one_form_are_locked_for_everybody_after_the_cap() {
+    let w = world().await.with_limits(|l| l.failures_per_account = 6);
+    // Six people, each from another address, each guess once.
+    for i in 0..6 {
+        let cookie = w.sign_in(&w.main, &format!("p{i}@example.org")).await;
+        let s = w.session(&w.main, &cookie).await;
+        let r =
+            w.ra.choose_account_with_code(&s, &secret("wrong"), &format!("203.0.113.{i}:1"))
+                .await;
+        assert_eq!(kind(r), ErrorKind::Unauthorized, "guess {i}");
+    }
+    // A seventh person with the right code, from yet another address: locked for everybody.
+    let cookie = w.sign_in(&w.main, "p6@example.org").await;
+    let s = w.session(&w.main, &cookie).await;
+    let e =
+        w.ra.choose_account_with_code(&s, &secret("guest-code"), "203.0.113.99:1")
+            .await
+            .unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::RateLimited { .. }), "{e:?}");
+    assert!(
+        e.message.starts_with(
+            "access codes on this enrollment page are temporarily locked for everybody"
+        ),
+        "{}",
+        e.message
+    );
+    assert_eq!(w.chosen(&cookie).await, None);
+    assert_eq!(w.audited("auth.locked").await, 1);
+    // The window passes, and the right code chooses its account again.
+    w.clock.advance(WINDOW_SECS);
+    let s = w.session(&w.main, &cookie).await;
+    let chosen =
+        w.ra.choose_account_with_code(&s, &secret("guest-code"), "203.0.113.99:1")
+            .await
+            .unwrap();
+    assert_eq!(chosen.name, "guests");
+}
