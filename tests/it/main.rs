@@ -18,3 +18,4 @@ mod revocation;
 mod serverkeygen;
 mod smtp;
 mod support;
+mod throttle;

@@ -21,6 +21,15 @@ pub struct Server {
 pub const PUBLIC_HTTP: &str = "http://pki.example.org";
 
 pub async fn start() -> Server {
+    start_with(&[]).await
+}
+
+/// `start` with more configuration, given as the `ESTGATE_*` variables that set it.
+pub async fn start_with(extra: &[(&str, &str)]) -> Server {
+    let extra: Vec<(String, String)> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let db = estgate::testing::database_url(dir.path()).await.unwrap();
     let overrides = Overrides {
@@ -35,7 +44,10 @@ pub async fn start() -> Server {
     let env = move |k: &str| match k {
         "ESTGATE_DATABASE_URL" => Some(db.clone()),
         "ESTGATE_HTTP_PUBLIC_URL" => Some(PUBLIC_HTTP.to_string()),
-        _ => None,
+        _ => extra
+            .iter()
+            .find(|(var, _)| var == k)
+            .map(|(_, v)| v.clone()),
     };
     let config = Config::load(None, env, &overrides).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
