@@ -145,6 +145,7 @@ async fn world() -> World {
         est_label: Some(label.into()),
         is_default: default,
         pkcs12_encryption: crate::domain::Pkcs12Encryption::Modern,
+        bind_device_names: false,
         profile_ids: vec![profile],
     };
     store
@@ -755,6 +756,7 @@ async fn csr_generation_method_decides_between_enroll_and_serverkeygen() {
                 est_label: Some(label.clone()),
                 is_default: false,
                 pkcs12_encryption: crate::domain::Pkcs12Encryption::Modern,
+                bind_device_names: false,
                 profile_ids: staff.profile_ids.clone(),
             })
             .await
