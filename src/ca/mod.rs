@@ -312,6 +312,20 @@ mod tests {
     }
 
     #[test]
+    fn a_leaf_ending_after_the_issuing_ca_is_not_signed() {
+        let pki = test_pki::test_pki();
+        let mut plan = test_pki::device_plan(KeyType::EcP256);
+        plan.not_after = pki.ca.not_after();
+        let der = pki.issue(&plan);
+        let (_, leaf) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(leaf.validity().not_after.timestamp(), pki.ca.not_after());
+        plan.not_after = pki.ca.not_after() + 1;
+        let key = keys::generate(plan.key).unwrap();
+        let e = pki.ca.sign(&plan, &key.spki_der).unwrap_err();
+        assert!(matches!(e, CaError::OutlivesIssuer { .. }), "{e}");
+    }
+
+    #[test]
     fn add_years_handles_leap_day() {
         // 2024-02-29T00:00:00Z + 1 year = 2025-02-28T00:00:00Z
         assert_eq!(add_years(1_709_164_800, 1), 1_740_700_800);

@@ -205,6 +205,7 @@ impl Ra {
             .rev()
             .find(|y| crate::ca::add_years(now, *y) <= ca_end);
         let advice = match longest {
+            Some(1) => "offer terms of up to 1 year".to_string(),
             Some(y) => format!("offer terms of up to {y} years"),
             None => "no whole-year term fits; renew the CA first".to_string(),
         };
