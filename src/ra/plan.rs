@@ -79,6 +79,9 @@ fn non_empty(s: &str) -> Option<String> {
     (!s.trim().is_empty()).then(|| s.trim().to_string())
 }
 
+/// Person certificates name the person on record. The CSR contributes only its key: its
+/// subject and subjectAltNames are not read, so names in it are neither certified nor
+/// refused (clients fill them with placeholders; DESIGN.md "never copied from the CSR").
 pub fn for_person(
     person: &Person,
     org: &Organisation,
