@@ -272,6 +272,11 @@ impl Ra {
                 "encrypting the returned private key (DecryptKeyIdentifier / AsymmetricDecryptKeyIdentifier) is not supported",
             ));
         }
+        // Before a key is generated for nothing (the plan checks it again).
+        if auth.profile.subject_source == SubjectSource::Device && binds_device_names(&auth.account)
+        {
+            plan::check_bound_names(&auth.requester, &csr)?;
+        }
         let mut auth = auth;
         let confirmation = self
             .require_email_confirmation(&mut auth, &csr, source)
