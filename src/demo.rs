@@ -226,6 +226,7 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
                 est_label: Some("staff".into()),
                 is_default: true,
                 pkcs12_encryption: Pkcs12Encryption::Modern,
+                bind_device_names: false,
                 profile_ids: vec![person_profile.id],
             })
             .await?;
@@ -302,6 +303,7 @@ fn access_code_template(endpoint_id: i64, organisation_id: i64) -> NewAccount {
         est_label: None,
         is_default: false,
         pkcs12_encryption: Pkcs12Encryption::Modern,
+        bind_device_names: false,
         profile_ids: Vec::new(),
     }
 }

@@ -10,6 +10,7 @@ mod m0002_account_pkcs12_encryption;
 mod m0003_self_enrollment;
 mod m0004_lifecycle;
 mod m0005_administration;
+mod m0006_account_bind_device_names;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_self_enrollment::Migration),
             Box::new(m0004_lifecycle::Migration),
             Box::new(m0005_administration::Migration),
+            Box::new(m0006_account_bind_device_names::Migration),
         ]
     }
 }

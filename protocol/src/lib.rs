@@ -27,4 +27,8 @@ pub enum Error {
     BadSignature,
     #[error("unsupported key: {0}")]
     UnsupportedKey(String),
+    /// The signature algorithm is refused before any signature is checked: a whole
+    /// sentence saying which and why (SHA-1, unusual RSA-PSS parameters, a key mismatch).
+    #[error("{0}")]
+    UnsupportedSignature(String),
 }

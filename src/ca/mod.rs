@@ -36,6 +36,9 @@ pub enum CaError {
     Profile(String),
     #[error("DER encoding: {0}")]
     Encoding(String),
+    /// The RA checks the term first; this is the last guard before a signature.
+    #[error("the certificate would end on {leaf}, after the issuing CA ({ca})")]
+    OutlivesIssuer { leaf: String, ca: String },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -140,6 +143,8 @@ pub struct Ca {
     /// certificate, and the value of its subjectPublicKey BIT STRING.
     issuer_name_der: Vec<u8>,
     issuer_key_bits: Vec<u8>,
+    /// The issuing CA's notAfter: no leaf may end later.
+    not_after: UnixTime,
 }
 
 impl Ca {
@@ -171,6 +176,7 @@ impl Ca {
             .unwrap_or(KeyIdMethod::Sha256);
         let issuer_name_der = cert.tbs_certificate.subject.as_raw().to_vec();
         let issuer_key_bits = cert.public_key().subject_public_key.data.to_vec();
+        let not_after = cert.validity().not_after.timestamp();
         let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(first.as_slice()), key)
             .map_err(|e| CaError::Chain(e.to_string()))?;
         Ok(Ca {
@@ -180,6 +186,7 @@ impl Ca {
             key_id,
             issuer_name_der,
             issuer_key_bits,
+            not_after,
         })
     }
 
@@ -204,7 +211,18 @@ impl Ca {
         self.publication.as_ref()
     }
 
+    /// The issuing CA certificate's notAfter; every leaf ends on or before it.
+    pub fn not_after(&self) -> UnixTime {
+        self.not_after
+    }
+
     pub fn sign(&self, plan: &IssuancePlan, spki_der: &[u8]) -> Result<Vec<u8>, CaError> {
+        if plan.not_after > self.not_after {
+            return Err(CaError::OutlivesIssuer {
+                leaf: date(plan.not_after),
+                ca: date(self.not_after),
+            });
+        }
         let public_key = SubjectPublicKeyInfo::from_der(spki_der)
             .map_err(|e| CaError::PublicKey(e.to_string()))?;
         let mut params = leaf::params(plan, self.publication.as_ref())?;
@@ -229,6 +247,21 @@ pub(crate) fn key_identifier(spki_der: &[u8]) -> Result<Vec<u8>, CaError> {
 
 pub(crate) fn to_time(t: UnixTime) -> Result<OffsetDateTime, CaError> {
     OffsetDateTime::from_unix_timestamp(t).map_err(|e| CaError::Sign(e.to_string()))
+}
+
+/// A date for sentences people read: `2031-05-04 12:00 UTC`.
+pub fn date(t: UnixTime) -> String {
+    match OffsetDateTime::from_unix_timestamp(t) {
+        Ok(d) => format!(
+            "{}-{:02}-{:02} {:02}:{:02} UTC",
+            d.year(),
+            u8::from(d.month()),
+            d.day(),
+            d.hour(),
+            d.minute()
+        ),
+        Err(_) => format!("{t} (Unix time)"),
+    }
 }
 
 /// A positive serial of 16 bytes from the CSPRNG: 127 bits of entropy (CA/B BR §7.1 asks
@@ -276,6 +309,20 @@ mod tests {
         assert_eq!(a.len(), 16);
         assert!(a[0] & 0x80 == 0 && a[0] != 0);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_leaf_ending_after_the_issuing_ca_is_not_signed() {
+        let pki = test_pki::test_pki();
+        let mut plan = test_pki::device_plan(KeyType::EcP256);
+        plan.not_after = pki.ca.not_after();
+        let der = pki.issue(&plan);
+        let (_, leaf) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(leaf.validity().not_after.timestamp(), pki.ca.not_after());
+        plan.not_after = pki.ca.not_after() + 1;
+        let key = keys::generate(plan.key).unwrap();
+        let e = pki.ca.sign(&plan, &key.spki_der).unwrap_err();
+        assert!(matches!(e, CaError::OutlivesIssuer { .. }), "{e}");
     }
 
     #[test]

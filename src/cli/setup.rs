@@ -195,6 +195,10 @@ pub enum AccountCmd {
         /// Make this the default account (EST requests without a label)
         #[arg(long)]
         default: bool,
+        /// Device profiles on access-code accounts: the CSR may name only the Basic user
+        /// name (CN and every DNS name equal to it, case aside)
+        #[arg(long)]
+        bind_device_names: bool,
     },
     /// Change an account; what is not given stays
     Edit {
@@ -242,6 +246,12 @@ pub enum AccountCmd {
         /// Make this account no longer the default
         #[arg(long)]
         no_default: bool,
+        /// The CSR of a device may name only the Basic user name
+        #[arg(long, conflicts_with = "no_bind_device_names")]
+        bind_device_names: bool,
+        /// Let device CSRs name any host in the organisation's domains again
+        #[arg(long)]
+        no_bind_device_names: bool,
     },
     /// Generate a new access code (printed once); the old one stops working
     RotateAccessCode {
@@ -624,6 +634,7 @@ pub(super) async fn account(ra: &Ra, caller: &Caller, c: &AccountCmd) -> Result<
             access_code,
             label,
             default,
+            bind_device_names,
         } => {
             let o = ra.organisation_named(caller, org).await.map_err(refused)?;
             let e = ra
@@ -654,6 +665,7 @@ pub(super) async fn account(ra: &Ra, caller: &Caller, c: &AccountCmd) -> Result<
                         est_label: label.clone(),
                         is_default: *default,
                         pkcs12_encryption: p12_encryption(enc)?,
+                        bind_device_names: *bind_device_names,
                     },
                 )
                 .await
@@ -686,6 +698,8 @@ pub(super) async fn account(ra: &Ra, caller: &Caller, c: &AccountCmd) -> Result<
             no_label,
             default,
             no_default,
+            bind_device_names,
+            no_bind_device_names,
         } => {
             let before = account_named(ra, caller, org.as_deref(), name).await?;
             let department_id = match (dept, no_dept) {
@@ -720,6 +734,7 @@ pub(super) async fn account(ra: &Ra, caller: &Caller, c: &AccountCmd) -> Result<
                 },
                 is_default: switch(*default, *no_default),
                 pkcs12_encryption: enc.as_deref().map(p12_encryption).transpose()?,
+                bind_device_names: switch(*bind_device_names, *no_bind_device_names),
             };
             let saved = ra
                 .edit_account(caller, before.id, None, changes)

@@ -373,6 +373,11 @@ pub struct Account {
     pub est_label: Option<String>,
     pub is_default: bool,
     pub pkcs12_encryption: Pkcs12Encryption,
+    /// For device profiles on access-code accounts: the CSR may name only the Basic
+    /// username, the device identifier it authenticated with (`plan::check_bound_names`).
+    /// Without it, any holder of the shared access code may ask for any name in the
+    /// organisation's domains.
+    pub bind_device_names: bool,
     /// In the account's order; the first is the one EST uses.
     pub profile_ids: Vec<Id>,
     pub version: i64,

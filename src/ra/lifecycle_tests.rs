@@ -137,6 +137,7 @@ async fn world() -> World {
                 est_label: Some(name.into()),
                 is_default: false,
                 pkcs12_encryption: crate::domain::Pkcs12Encryption::Modern,
+                bind_device_names: false,
                 profile_ids: vec![profile],
             })
             .await

@@ -178,20 +178,18 @@ impl Ra {
         })
     }
 
-    /// Key types the account's profiles allow, in profile order, without repeats.
+    /// Key types EST enrollment on this account accepts, for csrattrs (RFC 7030 §4.5): those
+    /// of the profile EST uses, which is the account's first (`est_profile`). Advertising
+    /// the key types of the other profiles would promise what simpleenroll refuses.
     pub async fn allowed_key_types(
         &self,
         account: &Account,
     ) -> Result<Vec<crate::domain::KeyType>, Error> {
-        let mut out = Vec::new();
-        for id in &account.profile_ids {
-            for k in self.store.profile(*id).await?.key_types {
-                if !out.contains(&k) {
-                    out.push(k);
-                }
-            }
-        }
-        Ok(out)
+        Ok(self
+            .store
+            .profile(est_profile_id(account)?)
+            .await?
+            .key_types)
     }
 
     /// EST `/simpleenroll`: Basic credentials, then policy, then issuance.
@@ -290,6 +288,11 @@ impl Ra {
                 ErrorKind::NotImplemented,
                 "encrypting the returned private key (DecryptKeyIdentifier / AsymmetricDecryptKeyIdentifier) is not supported",
             ));
+        }
+        // Before a key is generated for nothing (the plan checks it again).
+        if auth.profile.subject_source == SubjectSource::Device && binds_device_names(&auth.account)
+        {
+            plan::check_bound_names(&auth.requester, &csr)?;
         }
         let mut auth = auth;
         let confirmation = self
@@ -492,7 +495,7 @@ impl Ra {
             .await?;
         let department = self.department_name(auth).await?;
         let now = self.clock.now();
-        match auth.profile.subject_source {
+        let plan = match auth.profile.subject_source {
             SubjectSource::Person => {
                 let person = auth.person.as_ref().ok_or_else(|| {
                     Error::forbidden("this account's profile issues person certificates, which need a person record")
@@ -510,9 +513,30 @@ impl Ra {
                 )
             }
             SubjectSource::Device => {
+                if binds_device_names(&auth.account) {
+                    plan::check_bound_names(&auth.requester, csr)?;
+                }
                 plan::for_device(&org, department, &auth.profile, auth.term_years, csr, now)
             }
+        }?;
+        self.check_ca_covers(&plan)?;
+        Ok(plan)
+    }
+
+    /// A certificate never outlives its issuer (RFC 5280 §6.1: a path is valid only while
+    /// every certificate in it is): a term the issuing CA cannot cover is refused, not cut
+    /// short or issued to fail validation later.
+    fn check_ca_covers(&self, plan: &IssuancePlan) -> Result<(), Error> {
+        let ca_end = self.ca.not_after();
+        if plan.not_after <= ca_end {
+            return Ok(());
         }
+        Err(Error::forbidden(format!(
+            "the issuing CA expires on {}, before this certificate's term would end ({}): \
+             choose a shorter term, or ask the operator to renew the CA",
+            crate::ca::date(ca_end),
+            crate::ca::date(plan.not_after)
+        )))
     }
 
     /// A person an administrator disabled or deleted is refused wherever they present
@@ -630,11 +654,16 @@ impl Ra {
             Self::check_domain(&org, &p.email)?;
         }
         if profile.subject_source == SubjectSource::Device {
-            // Device names must still sit in a verified domain of the organisation.
+            // Device names must still sit in a verified domain of the organisation, and
+            // still be the device's own where the account now binds them.
+            if binds_device_names(&account) {
+                plan::check_bound_names(&order.requester, &csr)?;
+            }
             let org = self.store.organisation(account.organisation_id).await?;
             plan::for_device(&org, None, &profile, profile.default_term_years, &csr, now)?;
         }
         let plan = plan::for_renewal(&old, &profile, &csr, now)?;
+        self.check_ca_covers(&plan)?;
         let auth = Authorized {
             term_years: profile.default_term_years,
             account,
@@ -812,6 +841,9 @@ impl Ra {
         approved: Option<crate::domain::Id>,
     ) -> Result<Issued, Error> {
         let now = self.clock.now();
+        // Checked again here, the one door to signing: an order approved after the CA
+        // came close to its end must not be signed past it either.
+        self.check_ca_covers(&plan)?;
         let serial = hex::encode_upper(&plan.serial);
         let subject = plan.subject.display();
         let intent = SigningIntent {
@@ -962,6 +994,23 @@ impl Ra {
     }
 }
 
+/// The profile EST uses on an account: its first. Enrollment (`authenticate`) and csrattrs
+/// (`allowed_key_types`) both follow this rule, so csrattrs promises exactly what
+/// simpleenroll accepts.
+fn est_profile_id(account: &Account) -> Result<crate::domain::Id, Error> {
+    account
+        .profile_ids
+        .first()
+        .copied()
+        .ok_or_else(|| Error::forbidden("this account has no certificate profile"))
+}
+
+/// Whether a device CSR on this account may name only the Basic username: the option is
+/// read only where the username is a device identifier (access-code accounts).
+fn binds_device_names(account: &Account) -> bool {
+    account.bind_device_names && account.authorization == Authorization::AccessCode
+}
+
 /// The identity a request claims, for the audit of its refusal.
 fn claimed(credentials: &Option<Credentials>) -> &str {
     credentials
@@ -1006,8 +1055,10 @@ fn csr_for_generated_key(
         key: key_type,
         subject_der: Vec::new(),
         common_name: names.first().cloned(),
+        common_names: names.first().cloned().into_iter().collect(),
         dns_names: names,
         emails: Vec::new(),
+        other_names: Vec::new(),
         has_subject_alt_name: false,
         decrypt_key_identifier: false,
     }

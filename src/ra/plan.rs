@@ -79,6 +79,9 @@ fn non_empty(s: &str) -> Option<String> {
     (!s.trim().is_empty()).then(|| s.trim().to_string())
 }
 
+/// Person certificates name the person on record. The CSR contributes only its key: its
+/// subject and subjectAltNames are not read, so names in it are neither certified nor
+/// refused (clients fill them with placeholders; DESIGN.md "never copied from the CSR").
 pub fn for_person(
     person: &Person,
     org: &Organisation,
@@ -125,48 +128,111 @@ pub fn for_device(
 ) -> Result<IssuancePlan, Error> {
     check_key(profile, csr)?;
     check_term(profile, term_years)?;
-    let cn = csr
-        .common_name
-        .clone()
-        .or_else(|| csr.dns_names.first().cloned())
-        .ok_or_else(|| Error::bad_csr("the CSR names no device: give a CN or a dNSName"))?
-        .to_ascii_lowercase();
-    let mut dns_names: Vec<String> = csr
-        .dns_names
-        .iter()
-        .map(|d| d.to_ascii_lowercase())
-        .collect();
-    if dns_names.is_empty() {
-        dns_names.push(cn.clone());
-    }
-    for name in std::iter::once(&cn).chain(dns_names.iter()) {
-        if !is_dns_name(name) {
-            return Err(Error::bad_csr(format!("{name:?} is not a DNS name")));
-        }
-        if !org.owns(name) {
-            return Err(Error::forbidden(format!(
-                "{name} is not within a verified domain of {}",
-                org.name
-            )));
-        }
-    }
+    let names = device_names(org, csr)?;
     let (not_before, not_after) = validity(term_years, now);
     Ok(IssuancePlan {
         serial: new_serial(),
         not_before,
         not_after,
         subject: Subject {
-            common_name: cn,
+            common_name: names.common_name,
             organisation: Some(org.name.clone()),
             organisational_unit: department,
             ..Subject::default()
         },
         emails: Vec::new(),
-        dns_names,
+        dns_names: names.dns_names,
         usage: usage(profile),
         key: csr.key,
         smime: None,
     })
+}
+
+/// The names a device certificate carries: the subject's CN and the dNSNames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceNames {
+    pub common_name: String,
+    /// Every name asked for, lower-cased, without repeats: the dNSNames in their order,
+    /// then any CN they do not already hold (a second CN has no place in the subject, and
+    /// would otherwise be dropped).
+    pub dns_names: Vec<String>,
+}
+
+/// Every name a device CSR asks for — each CN, each dNSName — must be a DNS name in a
+/// verified domain of the organisation, and it may ask for nothing else (emails, IP
+/// addresses, URIs). A request is refused naming every name that fails, never issued with
+/// the names that pass: a certificate with fewer names than asked for hides the refusal
+/// from the client and the operator alike.
+pub fn device_names(org: &Organisation, csr: &Csr) -> Result<DeviceNames, Error> {
+    let mut asked: Vec<String> = Vec::new();
+    for n in csr.dns_names.iter().chain(csr.common_names.iter()) {
+        let n = n.to_ascii_lowercase();
+        if !asked.contains(&n) {
+            asked.push(n);
+        }
+    }
+    let Some(first) = csr
+        .common_names
+        .first()
+        .or_else(|| csr.dns_names.first())
+        .map(|n| n.to_ascii_lowercase())
+    else {
+        return Err(Error::bad_csr(
+            "the CSR names no device: give a CN or a dNSName",
+        ));
+    };
+    let mut refused: Vec<String> = Vec::new();
+    for name in &asked {
+        if !is_dns_name(name) {
+            refused.push(format!("{name:?} (not a DNS name)"));
+        } else if !org.owns(name) {
+            refused.push(format!(
+                "{name} (not within a verified domain of {})",
+                org.name
+            ));
+        }
+    }
+    for e in &csr.emails {
+        refused.push(format!(
+            "email {e} (device certificates carry DNS names only)"
+        ));
+    }
+    for o in &csr.other_names {
+        refused.push(format!("{o} (device certificates carry DNS names only)"));
+    }
+    if !refused.is_empty() {
+        return Err(Error::forbidden(format!(
+            "the CSR asks for names this account may not certify: {}",
+            refused.join("; ")
+        )));
+    }
+    Ok(DeviceNames {
+        common_name: first,
+        dns_names: asked,
+    })
+}
+
+/// With `bind_device_names` on an access-code account, the Basic username is the device's
+/// identity: the CSR's CN and every dNSName must be that username (ASCII case ignored, the
+/// username trimmed), so one holder of a shared access code cannot obtain a certificate
+/// for another device's name.
+pub fn check_bound_names(username: &str, csr: &Csr) -> Result<(), Error> {
+    let user = username.trim().to_ascii_lowercase();
+    let mut others: Vec<String> = Vec::new();
+    for n in csr.common_names.iter().chain(csr.dns_names.iter()) {
+        let n = n.to_ascii_lowercase();
+        if n != user && !others.contains(&n) {
+            others.push(n);
+        }
+    }
+    if others.is_empty() {
+        return Ok(());
+    }
+    Err(Error::forbidden(format!(
+        "this account binds certificates to the device name given as user name ({user}): \
+         the CSR may only name {user}, not {}",
+        others.join(", ")
+    )))
 }
 
 /// RFC 7030 §4.2.2: the new certificate keeps the current subject and subjectAltName; a CSR
@@ -178,6 +244,13 @@ pub fn for_renewal(
     now: UnixTime,
 ) -> Result<IssuancePlan, Error> {
     check_key(profile, csr)?;
+    if let Some(o) = csr.other_names.first() {
+        // Such a name would be dropped from the new certificate, not kept from the old.
+        return Err(Error::forbidden(format!(
+            "re-enrollment must keep the names of the current certificate, and the CSR \
+             also asks for {o}"
+        )));
+    }
     if !same_name(&csr.subject_der, old.subject()) {
         return Err(Error::forbidden(
             "re-enrollment must keep the subject of the current certificate",

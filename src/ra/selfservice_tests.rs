@@ -49,6 +49,7 @@ fn account(endpoint: &Endpoint, name: &str, code: Option<&str>, profiles: &[Id])
         est_label: Some(name.into()),
         is_default: false,
         pkcs12_encryption: crate::domain::Pkcs12Encryption::Modern,
+        bind_device_names: false,
         profile_ids: profiles.to_vec(),
     }
 }

@@ -145,6 +145,7 @@ async fn world() -> World {
         est_label: Some(label.into()),
         is_default: default,
         pkcs12_encryption: crate::domain::Pkcs12Encryption::Modern,
+        bind_device_names: false,
         profile_ids: vec![profile],
     };
     store
@@ -755,6 +756,7 @@ async fn csr_generation_method_decides_between_enroll_and_serverkeygen() {
                 est_label: Some(label.clone()),
                 is_default: false,
                 pkcs12_encryption: crate::domain::Pkcs12Encryption::Modern,
+                bind_device_names: false,
                 profile_ids: staff.profile_ids.clone(),
             })
             .await
@@ -1143,4 +1145,415 @@ async fn beyond_the_verification_slots_a_guess_is_answered_503_and_not_counted()
         ErrorKind::Unauthorized
     );
     assert_eq!(w.failures(&throttle::Key::client(&limits, src)).await, 1);
+}
+
+fn vector(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/protocol/testdata/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn dns_sans(der: &[u8]) -> Vec<String> {
+    let (_, cert) = parse_x509_certificate(der).unwrap();
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    san.value
+        .general_names
+        .iter()
+        .map(|n| match n {
+            GeneralName::DNSName(d) => d.to_string(),
+            other => panic!("unexpected SAN {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_device_csr_naming_a_foreign_name_is_refused_naming_each_one() {
+    let w = world().await;
+    // CN=printer.example.org plus a second CN=printer.evil.test (made by openssl).
+    let e = w
+        .enroll(
+            "devices",
+            "printer",
+            w.device_code,
+            &vector("csr-two-cns.der"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert!(
+        e.message
+            .contains("printer.evil.test (not within a verified domain of Org)")
+            && !e.message.contains("printer.example.org"),
+        "{}",
+        e.message
+    );
+    // IP and URI subjectAltNames are named too, not dropped.
+    let e = w
+        .enroll(
+            "devices",
+            "printer",
+            w.device_code,
+            &vector("csr-ip-uri-san.der"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert!(
+        e.message.contains("IP address 10.0.0.1") && e.message.contains("URI https://evil.test/"),
+        "{}",
+        e.message
+    );
+    // Every failing name at once, and an email SAN on a device is one of them.
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::new(vec![
+        "ok.example.org".to_string(),
+        "a.evil.test".to_string(),
+        "b.evil.test".to_string(),
+    ])
+    .unwrap();
+    p.distinguished_name
+        .push(DnType::CommonName, "ok.example.org");
+    p.subject_alt_names
+        .push(SanType::Rfc822Name("x@example.org".try_into().unwrap()));
+    let csr = p.serialize_request(&key).unwrap().der().to_vec();
+    let e = w
+        .enroll("devices", "printer", w.device_code, &csr)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    for name in ["a.evil.test", "b.evil.test", "email x@example.org"] {
+        assert!(e.message.contains(name), "{name}: {}", e.message);
+    }
+    assert_eq!(w.orders().await, 0);
+
+    // Names that pass are all certified: a CN outside the dNSNames joins them.
+    let issued = w
+        .enroll(
+            "devices",
+            "printer",
+            w.device_code,
+            &ec_csr("Main.example.org", &["alt.example.net"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dns_sans(&issued.der),
+        vec!["alt.example.net", "main.example.org"]
+    );
+}
+
+/// An access-code device account with `bind_device_names`, on the world's device profile.
+async fn bound_account(w: &World) -> Account {
+    let devices = w.account("devices").await;
+    w.store
+        .create_account(NewAccount {
+            endpoint_id: devices.endpoint_id,
+            organisation_id: devices.organisation_id,
+            department_id: None,
+            name: "bound".into(),
+            csr_method: crate::domain::CsrMethod::Both,
+            allow_empty_pkcs12_password: false,
+            authorization: Authorization::AccessCode,
+            access_code_hash: Some(hash_secret(&Secret::new("bound-code"))),
+            est_label: Some("bound".into()),
+            is_default: false,
+            pkcs12_encryption: crate::domain::Pkcs12Encryption::Modern,
+            bind_device_names: true,
+            profile_ids: devices.profile_ids.clone(),
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn bound_device_accounts_certify_only_the_username() {
+    let w = world().await;
+    let bound = bound_account(&w).await;
+    assert!(bound.bind_device_names);
+    let enroll = |user: &'static str, csr: Vec<u8>| {
+        let ra = w.ra.clone();
+        let bound = bound.clone();
+        async move {
+            ra.enroll(bound, creds(user, "bound-code"), &csr, "127.0.0.1:1")
+                .await
+        }
+    };
+    // Case aside, the username is the name.
+    let first = enroll(
+        "Cam-1.Example.org",
+        ec_csr("cam-1.example.org", &["CAM-1.example.org"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(dns_sans(&first.der), vec!["cam-1.example.org"]);
+    // Another device's name, or one more name, is refused naming the intruder.
+    let e = enroll("cam-1.example.org", ec_csr("cam-2.example.org", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert!(
+        e.message
+            .contains("only name cam-1.example.org, not cam-2.example.org"),
+        "{}",
+        e.message
+    );
+    let e = enroll(
+        "cam-1.example.org",
+        ec_csr(
+            "cam-1.example.org",
+            &["cam-1.example.org", "door.example.org"],
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert!(e.message.contains("not door.example.org"), "{}", e.message);
+    // serverkeygen names the subject through its CSR just the same.
+    let e =
+        w.ra.enroll_with_server_key(
+            bound.clone(),
+            creds("cam-1.example.org", "bound-code"),
+            &ec_csr("cam-9.example.org", &[]),
+            "127.0.0.1:1",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert_eq!(w.orders().await, 1);
+    // The unbound account keeps letting the code holder name any host it owns.
+    w.enroll(
+        "devices",
+        "cam-1.example.org",
+        w.device_code,
+        &ec_csr("cam-2.example.org", &[]),
+    )
+    .await
+    .unwrap();
+    // Re-enrollment keeps the names, which are the username it was first issued to.
+    let (_, cert) = parse_x509_certificate(&first.der).unwrap();
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    for a in cert.subject().iter_attributes() {
+        let t = a.attr_type().to_id_string();
+        let v = a.as_str().unwrap().to_string();
+        match t.as_str() {
+            "2.5.4.3" => p.distinguished_name.push(DnType::CommonName, v),
+            "2.5.4.10" => p.distinguished_name.push(DnType::OrganizationName, v),
+            _ => {}
+        }
+    }
+    let renewal = p.serialize_request(&key).unwrap().der().to_vec();
+    w.ra.reenroll(bound, Some(&first.der), &renewal, "127.0.0.1:1")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn csrattrs_advertises_exactly_what_enrollment_accepts() {
+    let w = world().await;
+    let devices = w.account("devices").await;
+    let ec = w
+        .store
+        .create_profile(NewProfile {
+            name: "ec devices".into(),
+            subject_source: SubjectSource::Device,
+            key_types: vec![KeyType::EcP256, KeyType::EcP384],
+            default_key_type: KeyType::EcP256,
+            terms_years: vec![1],
+            default_term_years: 1,
+            requires_approval: false,
+            smime: None,
+        })
+        .await
+        .unwrap();
+    let rsa = w
+        .store
+        .create_profile(NewProfile {
+            name: "rsa devices".into(),
+            subject_source: SubjectSource::Device,
+            key_types: vec![KeyType::Rsa { bits: 2048 }],
+            default_key_type: KeyType::Rsa { bits: 2048 },
+            terms_years: vec![1],
+            default_term_years: 1,
+            requires_approval: false,
+            smime: None,
+        })
+        .await
+        .unwrap();
+    let mixed = w
+        .store
+        .create_account(NewAccount {
+            endpoint_id: devices.endpoint_id,
+            organisation_id: devices.organisation_id,
+            department_id: None,
+            name: "mixed".into(),
+            csr_method: crate::domain::CsrMethod::Both,
+            allow_empty_pkcs12_password: false,
+            authorization: Authorization::AccessCode,
+            access_code_hash: Some(hash_secret(&Secret::new("mixed-code"))),
+            est_label: Some("mixed".into()),
+            is_default: false,
+            pkcs12_encryption: crate::domain::Pkcs12Encryption::Modern,
+            bind_device_names: false,
+            profile_ids: vec![ec.id, rsa.id],
+        })
+        .await
+        .unwrap();
+    let advertised = w.ra.allowed_key_types(&mixed).await.unwrap();
+    assert_eq!(advertised, vec![KeyType::EcP256, KeyType::EcP384]);
+    for (k, alg) in [
+        (KeyType::EcP256, &rcgen::PKCS_ECDSA_P256_SHA256),
+        (KeyType::EcP384, &rcgen::PKCS_ECDSA_P384_SHA384),
+    ] {
+        let csr = csr_with(&KeyPair::generate_for(alg).unwrap(), "m.example.org", &[]);
+        let issued = w.enroll("mixed", "m", "mixed-code", &csr).await.unwrap();
+        let (_, cert) = parse_x509_certificate(&issued.der).unwrap();
+        assert_eq!(
+            cert.public_key().algorithm.algorithm.to_id_string(),
+            "1.2.840.10045.2.1",
+            "{k}"
+        );
+    }
+    // The second profile's RSA is not advertised, and not accepted either.
+    let rsa_key =
+        KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).unwrap();
+    let e = w
+        .enroll(
+            "mixed",
+            "m",
+            "mixed-code",
+            &csr_with(&rsa_key, "m.example.org", &[]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadCsr);
+    assert!(!advertised.contains(&KeyType::Rsa { bits: 2048 }));
+}
+
+#[tokio::test]
+async fn csr_faults_are_named_before_the_signature_is_checked() {
+    let w = world().await;
+    let e = w
+        .enroll(
+            "staff",
+            "alice@example.org",
+            w.alice_secret,
+            &vector("csr-rsa-1024.der"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadCsr);
+    assert!(
+        e.message.contains("RSA keys need at least 2048 bits"),
+        "{}",
+        e.message
+    );
+    let e = w
+        .enroll(
+            "staff",
+            "alice@example.org",
+            w.alice_secret,
+            &vector("csr-rsa-sha1.der"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadCsr);
+    assert!(e.message.contains("signed with SHA-1"), "{}", e.message);
+    assert_eq!(w.orders().await, 0);
+    // An RSA-PSS request (openssl, salt of 32 bytes) is issued.
+    let issued = w
+        .enroll(
+            "staff",
+            "alice@example.org",
+            w.alice_secret,
+            &vector("csr-rsa-pss-sha256.der"),
+        )
+        .await
+        .unwrap();
+    let (_, cert) = parse_x509_certificate(&issued.der).unwrap();
+    assert_eq!(
+        cert.public_key().algorithm.algorithm.to_id_string(),
+        "1.2.840.113549.1.1.1"
+    );
+}
+
+#[tokio::test]
+async fn no_certificate_outlives_the_issuing_ca() {
+    let w = world().await;
+    let ca_end = w.ra.ca.not_after();
+    // 200 days before the CA ends, a one-year device term no longer fits.
+    w.clock.advance(ca_end - T0 - 200 * 86_400);
+    let e = w
+        .enroll(
+            "devices",
+            "sensor",
+            w.device_code,
+            &ec_csr("sensor.example.org", &[]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert!(
+        e.message.contains(&format!(
+            "the issuing CA expires on {}",
+            crate::ca::date(ca_end)
+        )),
+        "{}",
+        e.message
+    );
+    assert_eq!(w.orders().await, 0);
+    // Nor may a profile offer such a term from now on.
+    let caller = crate::ra::admin::Caller::operator("test");
+    let request = |terms: Vec<u32>| crate::ra::admin::ProfileRequest {
+        name: "late".into(),
+        subject_source: SubjectSource::Device,
+        key_types: vec![KeyType::EcP256],
+        default_key_type: None,
+        terms_years: terms,
+        default_term_years: None,
+        requires_approval: false,
+        smime: None,
+    };
+    let e =
+        w.ra.add_profile(&caller, request(vec![1]))
+            .await
+            .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("terms_years[0]"));
+    assert!(
+        e.message.contains("no whole-year term fits"),
+        "{}",
+        e.message
+    );
+    // A year and a half before the end, a 3-year term is refused with the one that fits.
+    w.clock.advance(200 * 86_400 - 548 * 86_400);
+    let e =
+        w.ra.add_profile(&caller, request(vec![1, 3]))
+            .await
+            .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("terms_years[1]"));
+    assert!(
+        e.message.contains("offer terms of up to 1 year"),
+        "{}",
+        e.message
+    );
+    w.ra.add_profile(&caller, request(vec![1])).await.unwrap();
+    let devices = w.account("devices").await;
+    let id = devices.profile_ids[0];
+    let e =
+        w.ra.edit_profile(
+            &caller,
+            id,
+            None,
+            crate::ra::admin::ProfileChanges {
+                terms_years: Some(vec![3]),
+                default_term_years: Some(3),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("terms_years[0]"));
 }

@@ -104,6 +104,7 @@ entity!(account, "account", {
     pub est_label: Option<String>,
     pub is_default: bool,
     pub pkcs12_encryption: String,
+    pub bind_device_names: bool,
     pub version: i64,
     pub deleted_at: Option<i64>,
 });

@@ -138,6 +138,8 @@ pub struct NewAccount {
     pub est_label: Option<String>,
     pub is_default: bool,
     pub pkcs12_encryption: Pkcs12Encryption,
+    /// Device CSRs may name only the Basic username (`Account::bind_device_names`).
+    pub bind_device_names: bool,
     pub profile_ids: Vec<Id>,
 }
 
@@ -586,6 +588,7 @@ impl Store {
             est_label: Set(a.est_label.clone()),
             is_default: Set(a.is_default),
             pkcs12_encryption: Set(a.pkcs12_encryption.as_str().to_string()),
+            bind_device_names: Set(a.bind_device_names),
             ..Default::default()
         }
         .insert(&txn)
@@ -632,6 +635,7 @@ impl Store {
             is_default: m.is_default,
             pkcs12_encryption: Pkcs12Encryption::parse(&m.pkcs12_encryption)
                 .ok_or_else(|| corrupt("PKCS#12 encryption", &m.pkcs12_encryption))?,
+            bind_device_names: m.bind_device_names,
             profile_ids,
             version: m.version,
         })

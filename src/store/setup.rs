@@ -376,6 +376,7 @@ impl Store {
             est_label: Set(a.est_label.clone()),
             is_default: Set(a.is_default),
             pkcs12_encryption: Set(a.pkcs12_encryption.as_str().to_string()),
+            bind_device_names: Set(a.bind_device_names),
             ..Default::default()
         }
         .insert(&txn)
@@ -466,6 +467,10 @@ impl Store {
             .col_expr(
                 account::Column::Pkcs12Encryption,
                 Expr::value(a.pkcs12_encryption.as_str()),
+            )
+            .col_expr(
+                account::Column::BindDeviceNames,
+                Expr::value(a.bind_device_names),
             )
             .col_expr(
                 account::Column::Version,

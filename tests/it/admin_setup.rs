@@ -556,3 +556,105 @@ async fn an_account_made_through_the_api_enrolls_over_est() {
     assert_eq!(r.status, 404, "{}", r.body_text());
     s.stop().await;
 }
+
+/// `bind_device_names` set and cleared over the API decides over EST whether a device may
+/// name another host than its Basic username; the option is refused where it would mean
+/// nothing.
+#[tokio::test]
+async fn bind_device_names_over_the_api_binds_the_csr_to_the_username() {
+    let s = start().await;
+    let api = mrao(&s).await;
+    let (org, person_profile) = demo_ids(&api).await;
+    let (_, profiles) = api.get("/api/v1/profiles").await;
+    let device = profiles["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["subject_source"] == "device")
+        .unwrap()["id"]
+        .clone();
+    let (st, e) = api
+        .send(
+            "POST",
+            "/api/v1/endpoints",
+            json!({"organisation": org, "name": "Bound", "auth_types": ["secret-id"]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{e}");
+    // Without an access code the username is no device identifier; nor on a person profile.
+    for (body, why) in [
+        (
+            json!({"endpoint": e["id"], "name": "Bound", "profiles": [device],
+                   "csr_method": "client", "authorization": "none", "bind_device_names": true}),
+            "needs authorization access-code",
+        ),
+        (
+            json!({"endpoint": e["id"], "name": "Bound", "profiles": [person_profile],
+                   "csr_method": "client", "authorization": "access-code", "bind_device_names": true}),
+            "needs a device profile first",
+        ),
+    ] {
+        let (st, p) = api.send("POST", "/api/v1/accounts", body).await;
+        assert_eq!(st, 400, "{p}");
+        assert_eq!(p["field"], "bind_device_names", "{p}");
+        assert!(p.to_string().contains(why), "{p}");
+    }
+    let (st, a) = api
+        .send(
+            "POST",
+            "/api/v1/accounts",
+            json!({"endpoint": e["id"], "name": "Bound", "profiles": [device],
+                   "csr_method": "client", "authorization": "access-code",
+                   "access_code": "bound-code-1", "est_label": "bound",
+                   "bind_device_names": true}),
+        )
+        .await;
+    assert_eq!(st, 201, "{a}");
+    assert_eq!(a["bind_device_names"], true, "{a}");
+    let enroll = |user: &'static str, cn: &'static str| {
+        let s = &s;
+        async move {
+            let csr = make_csrs("ec-p256", cn, 1).unwrap().remove(0).0;
+            let body = transfer::encode_base64(&csr, transfer::Wrap::Columns64);
+            let auth = basic_auth(user, "bound-code-1");
+            let headers = [
+                ("Content-Type", "application/pkcs10"),
+                ("Authorization", auth.as_str()),
+                ("User-Agent", "it"),
+            ];
+            let mut c = s.connect().await;
+            c.request(
+                "POST",
+                "/.well-known/est/bound/simpleenroll",
+                &headers,
+                body.as_bytes(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let r = enroll("cam-1.example.org", "cam-2.example.org").await;
+    assert_eq!(r.status, 403, "{}", r.body_text());
+    assert!(
+        r.body_text().contains("not cam-2.example.org"),
+        "{}",
+        r.body_text()
+    );
+    let r = enroll("cam-1.example.org", "cam-1.example.org").await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    openssl_verify(&s, &single_cert(&r), None);
+    // Cleared, the code holder may name any host of the organisation again.
+    let aid = a["id"].as_i64().unwrap();
+    let (st, a) = api
+        .send(
+            "PATCH",
+            &format!("/api/v1/accounts/{aid}"),
+            json!({"bind_device_names": false}),
+        )
+        .await;
+    assert_eq!(st, 200, "{a}");
+    assert_eq!(a["bind_device_names"], false, "{a}");
+    let r = enroll("cam-1.example.org", "cam-2.example.org").await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    s.stop().await;
+}

@@ -571,3 +571,51 @@ async fn csrattrs_lists_the_profile_key_types() {
     );
     s.stop().await;
 }
+
+fn vector(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/protocol/testdata/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// CSRs made by openssl: RSA-PSS is issued, a small RSA key and SHA-1 are refused with
+/// their own sentence, and a name outside the organisation is refused by name instead of
+/// being dropped from the certificate.
+#[tokio::test]
+async fn csr_algorithms_and_names_are_refused_by_what_is_wrong() {
+    let s = start().await;
+    let path = "/.well-known/est/devices/simpleenroll";
+    let (user, code) = s.password("devices");
+    let r = post(
+        &s,
+        path,
+        &user,
+        &code,
+        b64(&vector("csr-rsa-pss-sha256.der")).as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let der = single_cert(&r);
+    openssl_verify(&s, &der, None);
+    for (file, status, sentence) in [
+        ("csr-rsa-1024.der", 400, "RSA keys need at least 2048 bits"),
+        ("csr-rsa-sha1.der", 400, "signed with SHA-1"),
+        ("csr-rsa-pss-sha256-salt20.der", 400, "a salt of 20 bytes"),
+        (
+            "csr-two-cns.der",
+            403,
+            "printer.evil.test (not within a verified domain",
+        ),
+    ] {
+        let r = post(&s, path, &user, &code, b64(&vector(file)).as_bytes()).await;
+        assert_eq!(r.status, status, "{file}: {}", r.body_text());
+        assert!(
+            r.body_text().contains(sentence),
+            "{file}: {}",
+            r.body_text()
+        );
+    }
+    s.stop().await;
+}

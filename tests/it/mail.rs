@@ -655,6 +655,7 @@ impl World {
                 est_label: None,
                 is_default: false,
                 pkcs12_encryption: Pkcs12Encryption::Modern,
+                bind_device_names: false,
                 profile_ids: vec![profile.id],
             })
             .await

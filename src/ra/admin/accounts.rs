@@ -34,6 +34,8 @@ pub struct AccountRequest {
     pub est_label: Option<String>,
     pub is_default: bool,
     pub pkcs12_encryption: Pkcs12Encryption,
+    /// Device CSRs may name only the Basic username (`Account::bind_device_names`).
+    pub bind_device_names: bool,
 }
 
 /// An account edit: `None` keeps a field; `Some(None)` clears an optional one.
@@ -49,6 +51,7 @@ pub struct AccountChanges {
     pub est_label: Option<Option<String>>,
     pub is_default: Option<bool>,
     pub pkcs12_encryption: Option<Pkcs12Encryption>,
+    pub bind_device_names: Option<bool>,
 }
 
 /// An account and, when one was generated just now, its access code (shown once).
@@ -99,6 +102,7 @@ fn account_json(a: &NewAccount) -> serde_json::Value {
         "est_label": a.est_label,
         "is_default": a.is_default,
         "pkcs12_encryption": a.pkcs12_encryption.as_str(),
+        "bind_device_names": a.bind_device_names,
     })
 }
 
@@ -115,6 +119,7 @@ fn as_new(a: &Account) -> NewAccount {
         est_label: a.est_label.clone(),
         is_default: a.is_default,
         pkcs12_encryption: a.pkcs12_encryption,
+        bind_device_names: a.bind_device_names,
         profile_ids: a.profile_ids.clone(),
     }
 }
@@ -171,6 +176,27 @@ impl Ra {
                 ));
             }
             match self.store.profile(*p).await {
+                // The binding names the device by its Basic username, which only an
+                // access-code account's device profile (the first, the one EST uses) reads
+                // as a device identifier; elsewhere the option would promise what it does
+                // not do.
+                Ok(profile) if i == 0 && a.bind_device_names => {
+                    if a.authorization != Authorization::AccessCode {
+                        return Err(Error::invalid(
+                            "bind_device_names",
+                            "binding device names to the user name needs authorization access-code",
+                        ));
+                    }
+                    if profile.subject_source != crate::domain::SubjectSource::Device {
+                        return Err(Error::invalid(
+                            "bind_device_names",
+                            format!(
+                                "binding device names needs a device profile first; profile {:?} issues person certificates",
+                                profile.name
+                            ),
+                        ));
+                    }
+                }
                 Ok(_) => {}
                 Err(StoreError::NotFound(_)) => {
                     return Err(Error::invalid(&field, format!("no profile {p}")))
@@ -265,6 +291,7 @@ impl Ra {
             est_label: r.est_label,
             is_default: r.is_default,
             pkcs12_encryption: r.pkcs12_encryption,
+            bind_device_names: r.bind_device_names,
             profile_ids: r.profile_ids,
         };
         self.check_account(caller, &new, None).await?;
@@ -361,6 +388,7 @@ impl Ra {
             est_label: c.est_label.unwrap_or(old.est_label.clone()),
             is_default: c.is_default.unwrap_or(old.is_default),
             pkcs12_encryption: c.pkcs12_encryption.unwrap_or(old.pkcs12_encryption),
+            bind_device_names: c.bind_device_names.unwrap_or(old.bind_device_names),
             profile_ids: c.profile_ids.unwrap_or(old.profile_ids.clone()),
         };
         self.check_account(caller, &new, Some(&before)).await?;

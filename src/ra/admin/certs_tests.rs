@@ -125,6 +125,7 @@ async fn world() -> World {
                     est_label: Some(name),
                     is_default: false,
                     pkcs12_encryption: crate::domain::Pkcs12Encryption::Modern,
+                    bind_device_names: false,
                     profile_ids: vec![profile],
                 })
                 .await

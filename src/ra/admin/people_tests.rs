@@ -139,6 +139,7 @@ async fn world() -> World {
             est_label: Some("staff".into()),
             is_default: false,
             pkcs12_encryption: crate::domain::Pkcs12Encryption::Modern,
+            bind_device_names: false,
             profile_ids: vec![profile.id],
         })
         .await

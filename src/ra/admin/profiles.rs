@@ -187,6 +187,38 @@ impl Ra {
         }
     }
 
+    /// Every term must end before the issuing CA does, counted from now: a profile must not
+    /// offer what issuance will refuse (`Ra::check_ca_covers` refuses it again then, for
+    /// the CA keeps ageing after the profile is saved).
+    fn check_terms_covered(&self, p: &NewProfile) -> Result<(), Error> {
+        let now = self.clock.now();
+        let ca_end = self.ca.not_after();
+        let Some((i, t)) = p
+            .terms_years
+            .iter()
+            .enumerate()
+            .find(|(_, t)| crate::ca::add_years(now, **t) > ca_end)
+        else {
+            return Ok(());
+        };
+        let longest = (1..*t)
+            .rev()
+            .find(|y| crate::ca::add_years(now, *y) <= ca_end);
+        let advice = match longest {
+            Some(1) => "offer terms of up to 1 year".to_string(),
+            Some(y) => format!("offer terms of up to {y} years"),
+            None => "no whole-year term fits; renew the CA first".to_string(),
+        };
+        Err(Error::invalid(
+            &format!("terms_years[{i}]"),
+            format!(
+                "the issuing CA expires on {}, before a term of {t} years from today would \
+                 end: {advice}",
+                crate::ca::date(ca_end)
+            ),
+        ))
+    }
+
     pub async fn add_profile(&self, caller: &Caller, r: ProfileRequest) -> Result<Profile, Error> {
         caller.require_not_drao("profiles")?;
         caller.require_mrao("profiles")?;
@@ -209,6 +241,7 @@ impl Ra {
             smime: r.smime,
         };
         check_profile(&new)?;
+        self.check_terms_covered(&new)?;
         self.check_profile_name_free(&new.name, None).await?;
         let mut audit = caller.audit("profile.create", String::new(), None, None);
         audit.after = snapshot(&profile_json(&new));
@@ -252,6 +285,7 @@ impl Ra {
             smime: c.smime.unwrap_or(old.smime),
         };
         check_profile(&new)?;
+        self.check_terms_covered(&new)?;
         self.check_profile_name_free(&new.name, Some(id)).await?;
         let mut audit = caller.audit("profile.edit", format!("profile {id}"), None, None);
         audit.before = snapshot(&profile_json(&old));

@@ -131,6 +131,7 @@ fn account_req(endpoint: Id, name: &str, profile: Id) -> AccountRequest {
         est_label: Some(name.to_ascii_lowercase()),
         is_default: false,
         pkcs12_encryption: Pkcs12Encryption::Modern,
+        bind_device_names: false,
     }
 }
 

@@ -65,6 +65,8 @@ pub struct AccountView {
     pub est_label: Option<String>,
     pub is_default: bool,
     pub pkcs12_encryption: String,
+    /// Device CSRs may name only the Basic username (the device identifier).
+    pub bind_device_names: bool,
     pub version: i64,
     /// A generated access code; present only in the answer that made it, shown once.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,6 +87,7 @@ fn account_view(a: Account) -> AccountView {
         est_label: a.est_label,
         is_default: a.is_default,
         pkcs12_encryption: a.pkcs12_encryption.as_str().into(),
+        bind_device_names: a.bind_device_names,
         version: a.version,
         access_code: None,
     }
@@ -157,6 +160,10 @@ pub struct NewAccountDoc {
     pub is_default: bool,
     /// Default `modern`.
     pub pkcs12_encryption: Option<Pkcs12EncryptionDoc>,
+    /// Access-code accounts with a device profile first: the CSR's CN and every dNSName
+    /// must equal the Basic username (ASCII case ignored). Default `false`.
+    #[serde(default)]
+    pub bind_device_names: bool,
 }
 
 /// Create an account on an endpoint.
@@ -194,6 +201,7 @@ async fn create_account(
                     .pkcs12_encryption
                     .map(Into::into)
                     .unwrap_or(Pkcs12Encryption::Modern),
+                bind_device_names: body.bind_device_names,
             };
             match state.ra.add_account(&caller, r).await {
                 Ok(s) => saved(StatusCode::CREATED, s),
@@ -238,6 +246,8 @@ pub struct AccountPatch {
     pub est_label: Option<Option<String>>,
     pub is_default: Option<bool>,
     pub pkcs12_encryption: Option<Pkcs12EncryptionDoc>,
+    /// See `NewAccountDoc::bind_device_names`.
+    pub bind_device_names: Option<bool>,
 }
 
 /// Change an account.
@@ -266,6 +276,7 @@ async fn edit_account(
         est_label: body.est_label,
         is_default: body.is_default,
         pkcs12_encryption: body.pkcs12_encryption.map(Into::into),
+        bind_device_names: body.bind_device_names,
     };
     let s = state.ra.edit_account(&caller, id, version, c).await?;
     Ok(saved(StatusCode::OK, s))
