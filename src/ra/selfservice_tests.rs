@@ -2135,3 +2135,87 @@ async fn a_disabled_person_is_refused_and_the_refusal_is_audited() {
     assert_eq!(w.audited("web.sign-in.refused").await, 1);
     assert_eq!(w.rows().await.certificates, 0);
 }
+
+// ---- crash leftovers -------------------------------------------------------------------
+
+#[tokio::test]
+async fn orders_left_signing_are_settled_failed_and_audited_after_the_grace() {
+    let w = world().await;
+    let staff = w.account("staff").await;
+    let alice = w.person("alice@example.org").await.unwrap();
+    // What a process that stopped between its two transactions leaves: the order in
+    // `signing` with its reserved serial and its intent event, and no certificate.
+    let intent = |serial: &str| crate::store::SigningIntent {
+        account_id: staff.id,
+        profile_id: staff.profile_ids[0],
+        person_id: Some(alice.id),
+        requester: "alice@example.org".into(),
+        key_type: KeyType::EcP256,
+        term_years: 1,
+        csr_sha256: sha256_hex(serial.as_bytes()),
+        serial: serial.into(),
+    };
+    let audit = crate::store::AuditEntry {
+        action: "est.intent".into(),
+        ..Default::default()
+    };
+    let old = w
+        .store
+        .record_intent(&intent("0A01"), &audit, T0)
+        .await
+        .unwrap();
+    let young = w
+        .store
+        .record_intent(&intent("0A02"), &audit, T0 + 400)
+        .await
+        .unwrap();
+    let now = T0 + 500;
+    let settled = w.store.settle_interrupted(now - 300, now).await.unwrap();
+    assert_eq!(settled, [old]);
+    assert_eq!(
+        w.store.order(old).await.unwrap().status,
+        crate::domain::OrderStatus::Failed
+    );
+    assert_eq!(
+        w.store.order(young).await.unwrap().status,
+        crate::domain::OrderStatus::Signing
+    );
+    let events: Vec<_> = w
+        .store
+        .audit_events(&crate::store::AuditFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "order.failed")
+        .collect();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e.object, format!("order {old}"));
+    assert_eq!(e.actor, "system");
+    assert!(e.detail.contains("serial=0A01"), "{}", e.detail);
+    assert_eq!(e.organisation_id, Some(staff.organisation_id));
+    assert_eq!(e.department_id, Some(w.eng));
+    assert!(w
+        .store
+        .verify_audit_chain()
+        .await
+        .unwrap()
+        .first_break
+        .is_none());
+    // Settling again changes nothing; once the grace has passed for the young one, it goes.
+    assert!(w
+        .store
+        .settle_interrupted(now - 300, now)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        w.store.settle_interrupted(now, now + 300).await.unwrap(),
+        [young]
+    );
+    assert_eq!(w.audited("order.failed").await, 2);
+    assert!(w.store.certificates().await.unwrap().is_empty());
+}
