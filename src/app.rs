@@ -228,17 +228,10 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
     let ca = Arc::new(load_ca(config)?);
     publish_trust_anchor(config, &ca)?;
     let store = open_store(config).await?;
-    // Orders a crashed process left mid-signing (DESIGN.md issuance cycle): a minute is far
-    // longer than any signature takes.
-    let settled = store
-        .settle_interrupted(clock.now() - 60, clock.now())
-        .await?;
-    if settled > 0 {
-        tracing::warn!(
-            orders = settled,
-            "orders interrupted while signing marked failed"
-        );
-    }
+    // Orders a stopped process left mid-signing (DESIGN.md issuance cycle) are settled now
+    // when older than the grace, and the younger ones once the grace has passed for them.
+    let started = clock.now();
+    settle_interrupted(&store, started - SIGNING_GRACE_SECS, started).await?;
     let mailer = Mailer::new(&config.mail.transport)?;
     let publisher = Publisher::start(ca.clone(), store.clone(), clock.clone())
         .await
@@ -251,6 +244,11 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
         .with_publisher(publisher.clone())
         .with_seal_key(load_seal_key(config)?);
     let mut background = vec![tokio::spawn(publisher.clone().run())];
+    background.push(tokio::spawn(settle_after_grace(
+        store.clone(),
+        clock.clone(),
+        started,
+    )));
     background.push(tokio::spawn(reminders(
         ra.clone(),
         config.expiry_reminder_days.clone(),
@@ -307,6 +305,36 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
         mail_task,
         housekeeping,
     })
+}
+
+/// How long an order may stay in `signing` before it is settled as failed. Several
+/// processes may share one database (PostgreSQL, or SQLite on one host), and an order's row
+/// does not say which process is signing it: a live process takes well under a second
+/// between its two transactions (one signature and one commit), so five minutes leaves
+/// alone anything still being signed, clock skew between hosts included, and settles only
+/// what a stopped process left.
+pub const SIGNING_GRACE_SECS: i64 = 300;
+
+/// Marks orders in `signing` since before `before` failed (with their audit events).
+async fn settle_interrupted(store: &Store, before: i64, now: i64) -> Result<(), StoreError> {
+    let settled = store.settle_interrupted(before, now).await?;
+    if !settled.is_empty() {
+        tracing::warn!(
+            orders = ?settled,
+            "orders interrupted while signing marked failed"
+        );
+    }
+    Ok(())
+}
+
+/// Orders a stopped process left in `signing` just before this start were younger than the
+/// grace then; once it has passed for them, they are settled too (a restart right after a
+/// crash would otherwise leave them until the next one).
+async fn settle_after_grace(store: Store, clock: Arc<dyn Clock>, started: i64) {
+    tokio::time::sleep(std::time::Duration::from_secs(SIGNING_GRACE_SECS as u64)).await;
+    if let Err(e) = settle_interrupted(&store, started, clock.now()).await {
+        tracing::warn!("settling orders interrupted while signing: {e}");
+    }
 }
 
 /// Every hour, queue the expiry reminders that are due (each at most once per certificate

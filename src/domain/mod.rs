@@ -1,11 +1,13 @@
 //! Pure domain types: the words of DESIGN.md's domain model, with no I/O.
 
+mod name;
 mod secret;
 
 use std::fmt;
 
 pub use admin::{Admin, ApiKeyRecord, AuditEvent, ChainBreak, PersonStatus, Role};
 pub use estgate_protocol::KeyAlgorithm as KeyType;
+pub use name::{clean_person_name, NameRefusal, MAX_NAME_CHARS};
 pub use secret::{
     generate_secret, hash_secret, hash_token, recently_verified, verify_secret, Secret, SecretHash,
     SECRET_LEN,

@@ -8,10 +8,10 @@ use zeroize::Zeroizing;
 use super::refusals::Refusal;
 use super::{friendly_name, parse_csr, sha256_hex, throttle, Authorized, Ra};
 use crate::domain::{
-    generate_secret, hash_token, Account, Actor, AuthType, Authorization, CertStatus,
-    CertificateRecord, CsrMethod, Department, EmailAddress, EmailPurpose, Endpoint, Id, KeyType,
-    Organisation, Person, Pkcs12Encryption, Profile, RevocationReason, Secret, SubjectSource,
-    WebSession,
+    clean_person_name, generate_secret, hash_token, Account, Actor, AuthType, Authorization,
+    CertStatus, CertificateRecord, CsrMethod, Department, EmailAddress, EmailPurpose, Endpoint, Id,
+    KeyType, Organisation, Person, Pkcs12Encryption, Profile, RevocationReason, Secret,
+    SubjectSource, WebSession,
 };
 use crate::error::{Error, ErrorKind};
 use crate::store::{NewEmailToken, NewPerson, NewWebSession, TokenRefusal};
@@ -139,23 +139,15 @@ fn token_refused(r: TokenRefusal) -> Error {
     }
 }
 
-/// Names as a person may type them: trimmed, printable, at most 64 characters each.
-pub(super) fn clean_name(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    if s.chars().count() > 64 {
-        return Err("at most 64 characters".into());
-    }
-    if s.chars().any(|c| c.is_control()) {
-        return Err("contains characters that cannot appear in a name".into());
-    }
-    Ok(s.to_string())
-}
-
 /// First, middle and last name from a CSR's common name, for a person first seen through
-/// EST email confirmation (EST carries no name fields).
-fn names_from_common_name(cn: Option<&str>, email: &EmailAddress) -> (String, String, String) {
+/// EST email confirmation (EST carries no name fields). They go on the record and into every
+/// later certificate, so they pass the same check as typed names.
+fn names_from_common_name(
+    cn: Option<&str>,
+    email: &EmailAddress,
+) -> Result<(String, String, String), Error> {
     let words: Vec<&str> = cn.unwrap_or("").split_whitespace().collect();
-    match words.as_slice() {
+    let (first, middle, last) = match words.as_slice() {
         [] => (
             email.as_str().split('@').next().unwrap_or("").to_string(),
             String::new(),
@@ -163,7 +155,16 @@ fn names_from_common_name(cn: Option<&str>, email: &EmailAddress) -> (String, St
         ),
         [one] => (one.to_string(), String::new(), String::new()),
         [first, middle @ .., last] => (first.to_string(), middle.join(" "), last.to_string()),
-    }
+    };
+    let clean = |s: &str| {
+        clean_person_name(s).map_err(|why| {
+            Error::new(
+                ErrorKind::BadCsr,
+                format!("the CSR's common name cannot be a person's name: it {why}"),
+            )
+        })
+    };
+    Ok((clean(&first)?, clean(&middle)?, clean(&last)?))
 }
 
 impl Ra {
@@ -616,25 +617,38 @@ impl Ra {
             errors.add("term", "choose one of the offered terms");
         }
         let key_type = req.key_type.unwrap_or(profile.default_key_type);
-        let names = [
-            ("first_name", &req.first_name),
-            ("middle_name", &req.middle_name),
-            ("last_name", &req.last_name),
-        ]
-        .map(|(field, value)| match clean_name(value) {
-            Ok(v) => v,
-            Err(m) => {
-                errors.add(field, m);
-                String::new()
+        // A person on record keeps the names on record (an administrator's, or those they
+        // typed when their record was made): the form shows them read-only and what it sends
+        // for them is ignored, so nobody renames themselves into a certificate. A person
+        // created now types them once.
+        let [first, middle, last] = match &form.person {
+            Some(p) => [
+                p.first_name.clone(),
+                p.middle_name.clone(),
+                p.last_name.clone(),
+            ],
+            None => {
+                let names = [
+                    ("first_name", &req.first_name),
+                    ("middle_name", &req.middle_name),
+                    ("last_name", &req.last_name),
+                ]
+                .map(|(field, value)| match clean_person_name(value) {
+                    Ok(v) => v,
+                    Err(why) => {
+                        errors.add(field, why.to_string());
+                        String::new()
+                    }
+                });
+                if names[0].is_empty() && errors.get("first_name").is_none() {
+                    errors.add("first_name", "enter your first name");
+                }
+                if names[2].is_empty() && errors.get("last_name").is_none() {
+                    errors.add("last_name", "enter your last name");
+                }
+                names
             }
-        });
-        let [first, middle, last] = names;
-        if first.is_empty() && errors.get("first_name").is_none() {
-            errors.add("first_name", "enter your first name");
-        }
-        if last.is_empty() && errors.get("last_name").is_none() {
-            errors.add("last_name", "enter your last name");
-        }
+        };
         let server_key = form.account.csr_method != CsrMethod::Client && req.csr_der.is_none();
         let csr = if server_key {
             if !profile.key_types.contains(&key_type) {
@@ -687,38 +701,7 @@ impl Ra {
         }
         // The person: on record, or created now (email-confirmed addresses of the domain).
         let person = match &form.person {
-            Some(p) => {
-                if (
-                    p.first_name.as_str(),
-                    p.middle_name.as_str(),
-                    p.last_name.as_str(),
-                ) != (first.as_str(), middle.as_str(), last.as_str())
-                {
-                    self.store
-                        .set_person_names(p.id, &first, &middle, &last)
-                        .await
-                        .map_err(Error::from)?;
-                    // The names go into the certificate: a change is on the record.
-                    self.audit(
-                        form.email.as_str(),
-                        source,
-                        "person.names-changed",
-                        &format!(
-                            "person={} from={:?} to={:?}",
-                            p.id,
-                            p.full_name(),
-                            [first.as_str(), middle.as_str(), last.as_str()]
-                                .iter()
-                                .filter(|n| !n.is_empty())
-                                .copied()
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        ),
-                    )
-                    .await?;
-                }
-                self.store.person(p.id).await.map_err(Error::from)?
-            }
+            Some(p) => p.clone(),
             None => {
                 let p = self
                     .store
@@ -967,6 +950,11 @@ impl Ra {
         let Some(email) = auth.confirm_email.clone() else {
             return Ok(None);
         };
+        // The names a new person's record would get: refused before any mail is sent.
+        let names = match auth.person {
+            None => Some(names_from_common_name(csr.common_name.as_deref(), &email)?),
+            Some(_) => None,
+        };
         let now = self.clock.now();
         let csr_hash = sha256_hex(&csr.der);
         let pending = self
@@ -1010,8 +998,7 @@ impl Ra {
                 return Err(waiting());
             }
         };
-        if auth.person.is_none() {
-            let (first, middle, last) = names_from_common_name(csr.common_name.as_deref(), &email);
+        if let Some((first, middle, last)) = names {
             let p = self
                 .store
                 .create_person(
@@ -1087,23 +1074,23 @@ mod tests {
     fn names_from_a_common_name() {
         let e = EmailAddress::parse("ada@example.org").unwrap();
         assert_eq!(
-            names_from_common_name(Some("Ada King Lovelace"), &e),
+            names_from_common_name(Some("Ada King Lovelace"), &e).unwrap(),
             ("Ada".into(), "King".into(), "Lovelace".into())
         );
         assert_eq!(
-            names_from_common_name(Some("Ada"), &e),
+            names_from_common_name(Some("Ada"), &e).unwrap(),
             ("Ada".into(), String::new(), String::new())
         );
         assert_eq!(
-            names_from_common_name(None, &e),
+            names_from_common_name(None, &e).unwrap(),
             ("ada".into(), String::new(), String::new())
         );
-    }
-
-    #[test]
-    fn names_are_bounded_and_printable() {
-        assert_eq!(clean_name("  Ada ").unwrap(), "Ada");
-        assert!(clean_name(&"x".repeat(65)).is_err());
-        assert!(clean_name("Ada\u{7}").is_err());
+        assert_eq!(
+            names_from_common_name(Some("\u{202E}yrolF Mallory"), &e)
+                .unwrap_err()
+                .kind,
+            ErrorKind::BadCsr
+        );
+        assert!(names_from_common_name(Some("Director <director@example.org>"), &e).is_err());
     }
 }

@@ -1369,7 +1369,7 @@ async fn an_empty_pkcs12_password_where_the_account_allows_it() {
 }
 
 #[tokio::test]
-async fn a_client_csr_gets_a_pem_chain_and_typed_names_update_the_record() {
+async fn a_client_csr_gets_a_pem_chain_and_the_names_on_record_whatever_was_typed() {
     let w = world().await;
     let cookie = w
         .listed_session("alice@example.org", "alice-secret", "staff")
@@ -1381,9 +1381,11 @@ async fn a_client_csr_gets_a_pem_chain_and_typed_names_update_the_record() {
         .submit(
             &s,
             FormRequest {
-                first_name: " Alicia ".into(),
+                // A person on record cannot rename themselves: what the form sends for the
+                // names is ignored (the page shows them read-only).
+                first_name: "Mallory".into(),
                 middle_name: String::new(),
-                last_name: "Smith-Jones".into(),
+                last_name: "Impostor".into(),
                 // Not needed for a client key, so not checked.
                 password: secret(""),
                 password_confirmation: secret("x"),
@@ -1411,8 +1413,11 @@ async fn a_client_csr_gets_a_pem_chain_and_typed_names_update_the_record() {
     }
     let leaf = blocks[0].parse_x509().unwrap();
     let subject = leaf.subject().to_string();
-    assert!(subject.contains("CN=Alicia Smith-Jones"), "{subject}");
-    assert!(!subject.contains("Mallory"), "{subject}");
+    assert!(subject.contains("CN=Alice Smith"), "{subject}");
+    assert!(
+        !subject.contains("Mallory") && !subject.contains("Impostor"),
+        "{subject}"
+    );
     assert!(subject.contains("OU=Engineering"), "{subject}");
     assert_eq!(san(&leaf), ["RFC822Name(alice@example.org)"]);
     use rcgen::PublicKeyData;
@@ -1428,7 +1433,7 @@ async fn a_client_csr_gets_a_pem_chain_and_typed_names_update_the_record() {
         serial
     );
 
-    // The record now has the typed names; nothing else about alice changed.
+    // The record keeps its names; nothing about alice changed.
     let alice = w.person("alice@example.org").await.unwrap();
     assert_eq!(
         (
@@ -1436,13 +1441,231 @@ async fn a_client_csr_gets_a_pem_chain_and_typed_names_update_the_record() {
             alice.middle_name.as_str(),
             alice.last_name.as_str()
         ),
-        ("Alicia", "", "Smith-Jones")
+        ("Alice", "", "Smith")
     );
+    assert_eq!(w.audited("person.names-changed").await, 0);
     assert_eq!(alice.department_id, Some(w.eng));
     assert_eq!(w.rows().await.persons, before.persons);
     w.sign_in_with_secret("alice@example.org", "alice-secret")
         .await;
     assert_eq!(w.audited("web-enroll.issued").await, 1);
+}
+
+#[tokio::test]
+async fn names_sent_for_a_person_on_record_never_reach_the_record_or_the_certificate() {
+    let w = world().await;
+    let cookie = w
+        .listed_session("alice@example.org", "alice-secret", "staff")
+        .await;
+    let s = w.session(&w.main, &cookie).await;
+    // What the form shows: the record's names, which the web layer renders read-only.
+    let form = w.ra.enrollment_form(&s).await.unwrap();
+    assert_eq!(form.person.as_ref().unwrap().full_name(), "Alice Smith");
+    for (first, middle, last) in [
+        ("Director", "", "<director@example.org>"),
+        ("\u{202E}ecilA", "", "Smith"),
+        ("", "", ""),
+    ] {
+        let out = w
+            .submit(
+                &s,
+                FormRequest {
+                    first_name: first.into(),
+                    middle_name: middle.into(),
+                    last_name: last.into(),
+                    ..form_request(PW)
+                },
+            )
+            .await
+            .unwrap();
+        let FormOutcome::Pkcs12 { serial, .. } = out else {
+            panic!("expected a PKCS#12 file, got {out:?}");
+        };
+        let cert = w
+            .store
+            .certificate_by_serial(&serial)
+            .await
+            .unwrap()
+            .unwrap();
+        let (_, parsed) = parse_x509_certificate(&cert.der).unwrap();
+        let cn: Vec<String> = parsed
+            .subject()
+            .iter_common_name()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(cn, ["Alice Smith"]);
+    }
+    let alice = w.person("alice@example.org").await.unwrap();
+    assert_eq!(alice.full_name(), "Alice Smith");
+    assert_eq!(w.audited("person.names-changed").await, 0);
+}
+
+#[tokio::test]
+async fn a_new_person_types_names_once_and_they_are_checked() {
+    let w = world().await;
+    let cookie = w.form_session("newcomer@example.org", "eng-code").await;
+    let s = w.session(&w.main, &cookie).await;
+    let before = w.rows().await;
+    for (field, req, says) in [
+        (
+            "first_name",
+            FormRequest {
+                first_name: "Director".into(),
+                middle_name: String::new(),
+                last_name: "<director@example.org>".into(),
+                ..form_request(PW)
+            },
+            "'<'",
+        ),
+        (
+            "first_name",
+            FormRequest {
+                first_name: "\u{202E}yrolF".into(),
+                ..form_request(PW)
+            },
+            "U+202E",
+        ),
+        (
+            "middle_name",
+            FormRequest {
+                middle_name: "K\u{200B}ing".into(),
+                ..form_request(PW)
+            },
+            "U+200B",
+        ),
+        (
+            "last_name",
+            FormRequest {
+                last_name: "lovelace@example.org".into(),
+                ..form_request(PW)
+            },
+            "'@'",
+        ),
+        (
+            "last_name",
+            FormRequest {
+                last_name: "L".repeat(65),
+                ..form_request(PW)
+            },
+            "at most 64",
+        ),
+    ] {
+        let errors = field_errors(w.submit(&s, req).await);
+        let fields: Vec<&str> = errors.0.iter().map(|(f, _)| *f).collect();
+        // "Director <director@…>" split over two fields: the last one is refused.
+        let field = if says == "'<'" { "last_name" } else { field };
+        assert_eq!(fields, [field], "{errors:?}");
+        let message = errors.get(field).unwrap();
+        assert!(message.contains(says), "{message}");
+    }
+    assert_eq!(w.rows().await, before);
+    assert!(w.person("newcomer@example.org").await.is_none());
+
+    // Decomposed input is stored, and certified, composed (NFC).
+    let out = w
+        .submit(
+            &s,
+            FormRequest {
+                first_name: "Rene\u{301}e".into(),
+                middle_name: String::new(),
+                last_name: "Lovelace".into(),
+                ..form_request(PW)
+            },
+        )
+        .await
+        .unwrap();
+    let FormOutcome::Pkcs12 { serial, .. } = out else {
+        panic!("expected a PKCS#12 file, got {out:?}");
+    };
+    let p = w.person("newcomer@example.org").await.unwrap();
+    assert_eq!(p.first_name, "Ren\u{e9}e");
+    let cert = w
+        .store
+        .certificate_by_serial(&serial)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, parsed) = parse_x509_certificate(&cert.der).unwrap();
+    let cn = parsed.subject().iter_common_name().next().unwrap();
+    assert_eq!(cn.as_str().unwrap(), "Ren\u{e9}e Lovelace");
+
+    // Once on record, the names are theirs to keep: a second request cannot change them.
+    let s = w.session(&w.main, &cookie).await;
+    assert_eq!(s.person_id, Some(p.id));
+    w.submit(
+        &s,
+        FormRequest {
+            first_name: "Mallory".into(),
+            last_name: "Impostor".into(),
+            ..form_request(PW)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        w.person("newcomer@example.org").await.unwrap().full_name(),
+        "Ren\u{e9}e Lovelace"
+    );
+}
+
+#[tokio::test]
+async fn administrators_names_pass_the_same_check() {
+    use crate::domain::Role;
+    use crate::ra::admin::{Caller, PersonRequest, Principal, SecretIdChoice};
+    let w = world().await;
+    let caller = Caller {
+        principal: Principal {
+            admin_id: Some(1),
+            name: "admin:mrao".into(),
+            role: Role::Mrao,
+            organisations: Vec::new(),
+            departments: Vec::new(),
+        },
+        source: SRC.into(),
+        request_id: None,
+    };
+    let request = |first: &str, last: &str| PersonRequest {
+        organisation_id: w.main.organisation_id,
+        department_id: None,
+        email: "eve@example.org".into(),
+        first_name: first.into(),
+        middle_name: String::new(),
+        last_name: last.into(),
+        secret_id: SecretIdChoice::None,
+    };
+    let before = w.rows().await;
+    for (first, last, field) in [
+        ("Director", "<director@example.org>", "last_name"),
+        ("\u{202E}evE", "Adams", "first_name"),
+        ("Eve\u{2066}", "Adams", "first_name"),
+    ] {
+        let e =
+            w.ra.add_person(&caller, request(first, last))
+                .await
+                .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Malformed, "{first} {last}");
+        assert_eq!(e.field.as_deref(), Some(field), "{e:?}");
+    }
+    assert_eq!(w.rows().await, before);
+    let added =
+        w.ra.add_person(&caller, request("E\u{301}ve", "Adams"))
+            .await
+            .unwrap();
+    assert_eq!(added.person.first_name, "\u{c9}ve");
+    // An edit passes the same check.
+    let e =
+        w.ra.edit_person(
+            &caller,
+            added.person.id,
+            None,
+            crate::ra::admin::PersonChanges {
+                first_name: Some("Eve \u{202E}".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("first_name"), "{e:?}");
 }
 
 #[tokio::test]
@@ -2026,4 +2249,88 @@ async fn access_codes_at_one_form_are_locked_for_everybody_after_the_cap() {
             .await
             .unwrap();
     assert_eq!(chosen.name, "guests");
+}
+
+// ---- crash leftovers -------------------------------------------------------------------
+
+#[tokio::test]
+async fn orders_left_signing_are_settled_failed_and_audited_after_the_grace() {
+    let w = world().await;
+    let staff = w.account("staff").await;
+    let alice = w.person("alice@example.org").await.unwrap();
+    // What a process that stopped between its two transactions leaves: the order in
+    // `signing` with its reserved serial and its intent event, and no certificate.
+    let intent = |serial: &str| crate::store::SigningIntent {
+        account_id: staff.id,
+        profile_id: staff.profile_ids[0],
+        person_id: Some(alice.id),
+        requester: "alice@example.org".into(),
+        key_type: KeyType::EcP256,
+        term_years: 1,
+        csr_sha256: sha256_hex(serial.as_bytes()),
+        serial: serial.into(),
+    };
+    let audit = crate::store::AuditEntry {
+        action: "est.intent".into(),
+        ..Default::default()
+    };
+    let old = w
+        .store
+        .record_intent(&intent("0A01"), &audit, T0)
+        .await
+        .unwrap();
+    let young = w
+        .store
+        .record_intent(&intent("0A02"), &audit, T0 + 400)
+        .await
+        .unwrap();
+    let now = T0 + 500;
+    let settled = w.store.settle_interrupted(now - 300, now).await.unwrap();
+    assert_eq!(settled, [old]);
+    assert_eq!(
+        w.store.order(old).await.unwrap().status,
+        crate::domain::OrderStatus::Failed
+    );
+    assert_eq!(
+        w.store.order(young).await.unwrap().status,
+        crate::domain::OrderStatus::Signing
+    );
+    let events: Vec<_> = w
+        .store
+        .audit_events(&crate::store::AuditFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "order.failed")
+        .collect();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e.object, format!("order {old}"));
+    assert_eq!(e.actor, "system");
+    assert!(e.detail.contains("serial=0A01"), "{}", e.detail);
+    assert_eq!(e.organisation_id, Some(staff.organisation_id));
+    assert_eq!(e.department_id, Some(w.eng));
+    assert!(w
+        .store
+        .verify_audit_chain()
+        .await
+        .unwrap()
+        .first_break
+        .is_none());
+    // Settling again changes nothing; once the grace has passed for the young one, it goes.
+    assert!(w
+        .store
+        .settle_interrupted(now - 300, now)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        w.store.settle_interrupted(now, now + 300).await.unwrap(),
+        [young]
+    );
+    assert_eq!(w.audited("order.failed").await, 2);
+    assert!(w.store.certificates().await.unwrap().is_empty());
 }

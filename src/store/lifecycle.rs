@@ -15,7 +15,7 @@ use sea_orm::{
 use super::entities::*;
 use super::{certificate_from, conflict, insert_audit, order_from, AuditEntry, Result, Store};
 use crate::domain::{
-    CertStatus, CertificateRecord, Decision, Id, Order, OrderStatus, Revocation, UnixTime,
+    Actor, CertStatus, CertificateRecord, Decision, Id, Order, OrderStatus, Revocation, UnixTime,
 };
 
 macro_rules! notice_kinds {
@@ -240,20 +240,72 @@ impl Store {
         Ok(true)
     }
 
-    /// Orders left in `signing` by a process that stopped mid-issuance become `failed`
-    /// (DESIGN.md issuance cycle), once they are older than `before`. Returns how many.
-    pub async fn settle_interrupted(&self, before: UnixTime, now: UnixTime) -> Result<u64> {
-        let r = cert_order::Entity::update_many()
-            .col_expr(
-                cert_order::Column::Status,
-                Expr::value(OrderStatus::Failed.as_str()),
-            )
-            .col_expr(cert_order::Column::UpdatedAt, Expr::value(now))
+    /// Orders left in `signing` by a process that stopped between recording the intent and
+    /// storing the certificate (DESIGN.md issuance cycle) become `failed` once their last
+    /// change is older than `before`, each with an `order.failed` audit event in the same
+    /// transaction. Returns the orders settled, in id order.
+    ///
+    /// Each change is a compare-and-swap on `signing`: of two processes settling at once,
+    /// or a settle racing a signer that finishes after all, one wins and only it audits.
+    pub async fn settle_interrupted(&self, before: UnixTime, now: UnixTime) -> Result<Vec<Id>> {
+        let txn = self.db.begin().await?;
+        let stuck = cert_order::Entity::find()
             .filter(cert_order::Column::Status.eq(OrderStatus::Signing.as_str()))
             .filter(cert_order::Column::UpdatedAt.lt(before))
-            .exec(&self.db)
+            .order_by_asc(cert_order::Column::Id)
+            .all(&txn)
             .await?;
-        Ok(r.rows_affected)
+        let mut settled = Vec::new();
+        for order in stuck {
+            let r = cert_order::Entity::update_many()
+                .col_expr(
+                    cert_order::Column::Status,
+                    Expr::value(OrderStatus::Failed.as_str()),
+                )
+                .col_expr(cert_order::Column::UpdatedAt, Expr::value(now))
+                .filter(cert_order::Column::Id.eq(order.id))
+                .filter(cert_order::Column::Status.eq(OrderStatus::Signing.as_str()))
+                .exec(&txn)
+                .await?;
+            if r.rows_affected != 1 {
+                continue;
+            }
+            // Scoped administrators see the event of their organisation and department.
+            let organisation_id = account::Entity::find_by_id(order.account_id)
+                .one(&txn)
+                .await?
+                .map(|a| a.organisation_id);
+            let department_id = match order.person_id {
+                Some(id) => person::Entity::find_by_id(id)
+                    .one(&txn)
+                    .await?
+                    .and_then(|p| p.department_id),
+                None => None,
+            };
+            let audit = AuditEntry {
+                actor: Actor {
+                    name: "system".into(),
+                    source: "local".into(),
+                    ..Default::default()
+                },
+                action: "order.failed".into(),
+                object: String::new(),
+                detail: format!(
+                    "interrupted while signing (the process stopped before the certificate \
+                     was stored): serial={} stays reserved and no certificate was delivered; \
+                     requester={}",
+                    order.serial.as_deref().unwrap_or("-"),
+                    order.requester
+                ),
+                organisation_id,
+                department_id,
+                ..Default::default()
+            };
+            insert_audit(&txn, &audit, &format!("order {}", order.id), now).await?;
+            settled.push(order.id);
+        }
+        txn.commit().await?;
+        Ok(settled)
     }
 
     pub async fn certificate_of_order(&self, order_id: Id) -> Result<Option<CertificateRecord>> {

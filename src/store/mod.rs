@@ -49,6 +49,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database: {0}")]
     Db(#[from] DbErr),
+    /// The SQLite database file could not be created.
+    #[error("database file {0}")]
+    Io(String),
 }
 
 impl From<StoreError> for crate::error::Error {
@@ -182,6 +185,93 @@ pub struct AuditEntry {
     pub department_id: Option<Id>,
 }
 
+/// The database file a SQLite URL names, as sqlx reads it (`sqlite://path?params`,
+/// `sqlite:path`), with whether it may be created (`mode=rwc`); none for PostgreSQL and
+/// in-memory databases.
+fn sqlite_file(url: &str) -> Option<(std::path::PathBuf, bool)> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let params: Vec<&str> = params.split('&').collect();
+    if path.is_empty() || path == ":memory:" || params.contains(&"mode=memory") {
+        return None;
+    }
+    let path = percent_decoded(path)?;
+    Some((path.into(), params.contains(&"mode=rwc")))
+}
+
+/// `%XX` escapes decoded (sqlx allows them for `?` and `#` in file names).
+fn percent_decoded(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The database holds every certificate, order, person and audit event, and the hashes of
+/// every secret: like the CA key, it is for the server's user alone. A new database file is
+/// created 0600 before SQLite opens it; SQLite then creates its `-wal` and `-shm` files
+/// with the database file's mode (its unix VFS copies it), so they are 0600 too.
+fn create_private((path, may_create): &(std::path::PathBuf, bool)) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !may_create {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Io(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Files of a database made before estgate created them 0600 lose their group and other
+/// permissions. A file we may not change (another owner) is left as it is, with a warning.
+fn keep_private((path, _): &(std::path::PathBuf, bool)) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut wal = path.clone().into_os_string();
+    wal.push("-wal");
+    let mut shm = path.clone().into_os_string();
+    shm.push("-shm");
+    for file in [path.clone(), wal.into(), shm.into()] {
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        if mode & 0o077 == 0 {
+            continue;
+        }
+        let private = std::fs::Permissions::from_mode(mode & 0o700);
+        match std::fs::set_permissions(&file, private) {
+            Ok(()) => {
+                tracing::info!(file = %file.display(), "database file made private (0600)")
+            }
+            Err(e) => tracing::warn!(
+                file = %file.display(),
+                "database file is readable by others and could not be made private: {e}"
+            ),
+        }
+    }
+}
+
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
     items
         .iter()
@@ -205,6 +295,10 @@ fn key_type(s: &str) -> Result<KeyType> {
 impl Store {
     /// Connects and applies pending migrations.
     pub async fn open(url: &str) -> Result<Store> {
+        let file = sqlite_file(url);
+        if let Some(file) = &file {
+            create_private(file)?;
+        }
         let mut opts = ConnectOptions::new(url.to_string());
         // SQLite has one writer at a time; with several pooled connections, concurrent writers
         // meet SQLITE_BUSY and back off in sleeps of up to 100 ms, which showed as a 180 ms p99
@@ -224,6 +318,9 @@ impl Store {
             ] {
                 db.execute_unprepared(pragma).await?;
             }
+        }
+        if let Some(file) = &file {
+            keep_private(file);
         }
         use estgate_migrations::MigratorTrait;
         estgate_migrations::Migrator::up(&db, None).await?;
@@ -1014,4 +1111,80 @@ fn certificate_from(m: certificate::Model) -> Result<CertificateRecord> {
         not_after: m.not_after,
         der: m.der,
     })
+}
+
+#[cfg(test)]
+mod file_tests {
+    #![allow(clippy::unwrap_used)]
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &std::path::Path, suffix: &str) -> u32 {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::fs::metadata(name).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn the_database_and_its_wal_and_shm_files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("estgate.db");
+        let url = format!("sqlite://{}?mode=rwc", db.display());
+        let store = Store::open(&url).await.unwrap();
+        // A write, so that the WAL and its index exist.
+        store
+            .create_organisation("Org", &["example.org".into()], 0)
+            .await
+            .unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            assert_eq!(mode(&db, suffix), 0o600, "estgate.db{suffix}");
+        }
+        drop(store);
+        // A database made before (0644 under the usual umask) is made private when opened.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            if let Ok(m) = std::fs::metadata(&name) {
+                let mut p = m.permissions();
+                p.set_mode(0o644);
+                std::fs::set_permissions(&name, p).unwrap();
+            }
+        }
+        let store = Store::open(&url).await.unwrap();
+        assert_eq!(
+            store.organisations().await.unwrap().len(),
+            1,
+            "same database"
+        );
+        for suffix in ["", "-wal", "-shm"] {
+            assert_eq!(mode(&db, suffix), 0o600, "estgate.db{suffix} reopened");
+        }
+    }
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        let f = |u: &str| sqlite_file(u).map(|(p, c)| (p.display().to_string(), c));
+        assert_eq!(
+            f("sqlite://./estgate-data/estgate.db?mode=rwc"),
+            Some(("./estgate-data/estgate.db".into(), true))
+        );
+        assert_eq!(
+            f("sqlite:///var/lib/estgate/a%3Fb.db"),
+            Some(("/var/lib/estgate/a?b.db".into(), false))
+        );
+        assert_eq!(
+            f("sqlite:x.db?cache=shared&mode=rwc"),
+            Some(("x.db".into(), true))
+        );
+        for none in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://?mode=memory",
+            "sqlite://x.db?mode=memory",
+            "postgres://u@h/db",
+        ] {
+            assert_eq!(f(none), None, "{none}");
+        }
+    }
 }

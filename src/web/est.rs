@@ -206,7 +206,8 @@ async fn handle(
 }
 
 /// A body holding private key material: its buffer is zeroized when hyper drops it.
-/// (Copies inside hyper's and rustls's write buffers are beyond reach.)
+/// (Copies inside hyper's and rustls's write buffers are beyond reach.) No cache, shared or
+/// private, may keep it: `Cache-Control: no-store` (RFC 9111 §5.2.2.5).
 pub(super) fn secret_response(
     content_type: HeaderValue,
     body: zeroize::Zeroizing<Vec<u8>>,
@@ -214,6 +215,8 @@ pub(super) fn secret_response(
 ) -> Response {
     let mut r = Response::new(Body::from(bytes::Bytes::from_owner(body)));
     r.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if base64 {
         r.headers_mut().insert(
             header::HeaderName::from_static("content-transfer-encoding"),

@@ -48,12 +48,71 @@ pub enum WebError {
     Io(#[from] std::io::Error),
 }
 
+/// Every route, behind one step that drops empty path segments: strongSwan's `pki --est
+/// --url https://host/.well-known/est/devices/` asks for `…/devices//simpleenroll`, and a
+/// doubled slash names nothing else here. Unknown paths and methods get a sentence, never an
+/// empty body.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(admin::routes())
         .merge(est::routes())
         .merge(enroll::routes())
-        .with_state(state)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    Router::new().fallback_service(tower::service_fn(move |req: Request| {
+        routes.clone().oneshot(without_empty_segments(req))
+    }))
+}
+
+/// The request with each run of `/` in its path made one (the query is kept).
+fn without_empty_segments(mut req: Request) -> Request {
+    let uri = req.uri();
+    if !uri.path().contains("//") {
+        return req;
+    }
+    let mut path = String::with_capacity(uri.path().len());
+    for c in uri.path().chars() {
+        if !(c == '/' && path.ends_with('/')) {
+            path.push(c);
+        }
+    }
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = uri.clone().into_parts();
+    match path_and_query.parse() {
+        Ok(pq) => parts.path_and_query = Some(pq),
+        // Cannot happen (only slashes were removed); route the request as it came.
+        Err(_) => return req,
+    }
+    if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    req
+}
+
+/// 404 for what no route serves: problem+json under the admin API, a plain sentence
+/// elsewhere (EST clients log the body; RFC 7030 §4.2.3 leaves it to the server).
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    let e = crate::error::Error::not_found(
+        "nothing is served at this path (EST is at /.well-known/est/[<label>/]<operation>)",
+    );
+    if uri.path().starts_with("/api/") {
+        problem::admin(&e)
+    } else {
+        problem::est(&e)
+    }
+}
+
+/// 405 for a path served with other methods, as a plain sentence; axum adds the `Allow`
+/// header.
+async fn method_not_allowed(method: axum::http::Method) -> axum::response::Response {
+    let e = crate::error::Error::malformed(format!("{method} is not allowed at this path"));
+    let mut r = problem::est(&e);
+    *r.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    r
 }
 
 /// TLS 1.2 and 1.3 (libest's client speaks only 1.2), ALPN h2 and http/1.1, and an optional

@@ -619,3 +619,163 @@ async fn csr_algorithms_and_names_are_refused_by_what_is_wrong() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn every_404_and_405_says_why_in_plain_text() {
+    let s = start().await;
+    let ext = s.demo.enroll_url.rsplit('/').next().unwrap().to_string();
+    let mut c = s.connect().await;
+    for (method, path, status) in [
+        ("GET", "/nosuch", 404),
+        ("GET", "/.well-known/est", 404),
+        ("GET", "/.well-known/./est/cacerts", 404),
+        ("GET", "/.well-known/est/../cacerts", 404),
+        ("GET", "/.well-known/est/devices/cacerts/extra", 404),
+        ("POST", "/.well-known/est/devices/simpleenroll/extra", 404),
+        ("GET", "/.well-known/est/fullcmc", 405),
+        ("GET", "/.well-known/est/devices/fullcmc", 405),
+        ("POST", "/.well-known/est/cacerts", 405),
+        ("PUT", &format!("/enroll/{ext}/form"), 405),
+        ("DELETE", "/.well-known/est/simpleenroll", 405),
+    ] {
+        let r = c
+            .request(method, path, &[("User-Agent", "t")], b"")
+            .await
+            .unwrap();
+        assert_eq!(r.status, status, "{method} {path}: {}", r.body_text());
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/plain; charset=utf-8"),
+            "{method} {path}"
+        );
+        let text = r.body_text();
+        assert!(
+            text.trim().len() > 10 && text.ends_with('\n'),
+            "{method} {path}: {text:?}"
+        );
+        if status == 405 {
+            assert!(r.header("allow").is_some(), "{method} {path}");
+        }
+    }
+    // fullcmc is a POST operation (RFC 7030 §4.3), not offered: GET is refused as a method.
+    let r = c
+        .request(
+            "GET",
+            "/.well-known/est/fullcmc",
+            &[("User-Agent", "t")],
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.header("allow"), Some("POST"));
+    // A proxy's CONNECT: no tunnel, a sentence.
+    let mut c2 = s.connect().await;
+    let r = c2
+        .send_raw(b"CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(matches!(r.status, 404 | 405), "{}", r.status);
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert!(!r.body_text().trim().is_empty());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_doubled_slash_as_strongswan_sends_it_reaches_the_account() {
+    let s = start().await;
+    let (user, code) = s.password("devices");
+    let csr = make_csrs("ec-p256", "pki-1.example.org", 1)
+        .unwrap()
+        .remove(0)
+        .0;
+    // `pki --est --url https://host/.well-known/est/devices/` asks for this path.
+    let r = post(
+        &s,
+        "/.well-known/est/devices//simpleenroll",
+        &user,
+        &code,
+        b64(&csr).as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let cert = single_cert(&r);
+    openssl_verify(&s, &cert, Some("sslclient"));
+    let (_, parsed) = parse_x509_certificate(&cert).unwrap();
+    assert!(parsed
+        .subject()
+        .to_string()
+        .contains("CN=pki-1.example.org"));
+    let mut c = s.connect().await;
+    for path in [
+        "/.well-known/est//cacerts",
+        "//.well-known/est/devices//cacerts",
+    ] {
+        let r = c
+            .request("GET", path, &[("User-Agent", "t")], b"")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{path}: {}", r.body_text());
+        assert_eq!(r.header("content-type"), Some("application/pkcs7-mime"));
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn answers_that_carry_a_private_key_are_never_stored_by_caches() {
+    let s = start().await;
+    let csr = make_csrs("ec-p256", "keygen-1.example.org", 1)
+        .unwrap()
+        .remove(0)
+        .0;
+    let (user, code) = s.password("devices");
+    let r = post(
+        &s,
+        "/.well-known/est/devices/serverkeygen",
+        &user,
+        &code,
+        b64(&csr).as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("multipart/mixed"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert!(has_exact_header(&r, "Cache-Control"));
+    // The PKCS#12 variant.
+    let (user, pass) = s.password("staff");
+    let auth = basic_auth(&user, &pass);
+    let password = transfer::encode_base64(b"a pkcs12 passphrase", transfer::Wrap::Unwrapped);
+    let mut c = s.connect().await;
+    let r = c
+        .request(
+            "POST",
+            "/.well-known/est/staff/serverkeygen",
+            &[
+                ("Content-Type", "application/pkcs10"),
+                ("Authorization", &auth),
+                ("User-Agent", "t"),
+                ("Accept", "application/pkcs12"),
+                ("PKCS12-Password", &password),
+            ],
+            b64(&csr).as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(r.header("content-type"), Some("application/pkcs12"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    // Answers without a key may be cached as before (nothing is said).
+    let r = c
+        .request(
+            "GET",
+            "/.well-known/est/cacerts",
+            &[("User-Agent", "t")],
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.header("cache-control"), None);
+    s.stop().await;
+}

@@ -93,14 +93,15 @@ pub(crate) fn check_secret_id(field: &str, s: &Secret) -> Result<(), Error> {
     Ok(())
 }
 
-/// Trimmed names: at least a first or a last name, each as the form accepts it.
+/// Names by the one rule for names (`domain::clean_person_name`, as the form applies it):
+/// at least a first or a last name.
 pub(crate) fn check_names(
     first: &str,
     middle: &str,
     last: &str,
 ) -> Result<(String, String, String), Error> {
     let clean = |field: &str, s: &str| {
-        crate::ra::selfservice::clean_name(s).map_err(|why| Error::invalid(field, why))
+        crate::domain::clean_person_name(s).map_err(|why| Error::invalid(field, why.to_string()))
     };
     let (first, middle, last) = (
         clean("first_name", first)?,

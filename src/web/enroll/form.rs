@@ -41,6 +41,9 @@ struct FormPage {
     first_name: String,
     middle_name: String,
     last_name: String,
+    /// The person is on record: their names are shown, not asked for (the RA ignores
+    /// names sent for them).
+    names_on_record: bool,
     server_key: bool,
     client_csr: bool,
     allow_empty_password: bool,
@@ -183,8 +186,8 @@ async fn form_template(
         .unwrap_or(default_key);
     let person = f.person.as_ref();
     let name = |typed_value: Option<&String>, recorded: Option<&String>| {
-        typed_value
-            .or(recorded)
+        recorded
+            .or(typed_value)
             .map(|s| s.trim().to_string())
             .unwrap_or_default()
     };
@@ -207,6 +210,7 @@ async fn form_template(
             person.map(|p| &p.middle_name),
         ),
         last_name: name(typed.map(|t| &t.last_name), person.map(|p| &p.last_name)),
+        names_on_record: person.is_some(),
         server_key: f.account.csr_method.allows_server(),
         client_csr: f.account.csr_method.allows_client(),
         allow_empty_password: f.account.allow_empty_pkcs12_password,
