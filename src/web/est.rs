@@ -270,7 +270,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Error> {
 
 /// Content type and base64 (any whitespace; the request's Content-Transfer-Encoding is
 /// ignored as RFC 8951 §3.2 says).
-fn pkcs10_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Error> {
+pub(crate) fn pkcs10_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Error> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -287,7 +287,7 @@ fn pkcs10_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Error> {
 }
 
 /// Whether the Accept header lists `media` (parameters and q-values ignored).
-fn accepts(headers: &HeaderMap, media: &str) -> bool {
+pub(crate) fn accepts(headers: &HeaderMap, media: &str) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
@@ -301,7 +301,7 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
 }
 
 /// `PKCS12-Password: base64(UTF-8 password)`; absent means the empty password.
-fn pkcs12_password(headers: &HeaderMap) -> Result<Secret, Error> {
+pub(crate) fn pkcs12_password(headers: &HeaderMap) -> Result<Secret, Error> {
     let Some(value) = headers.get("pkcs12-password") else {
         return Ok(Secret::new(""));
     };

@@ -12,6 +12,7 @@ mod cli;
 mod data_dir;
 mod enroll;
 mod est;
+mod fuzz_seeds;
 mod mail;
 mod pkcs12;
 mod revocation;
