@@ -115,7 +115,12 @@ async fn handle(
                 wrap,
             ))
         }
-        Operation::CsrAttrs => match csrattrs::encode(&ra.allowed_key_types(&account).await?) {
+        Operation::CsrAttrs => match csrattrs::encode(
+            &(ra.allowed_key_types(&account).await?)
+                .into_iter()
+                .map(Into::into)
+                .collect::<Vec<_>>(),
+        ) {
             Some(der) => Ok(base64_response(media::CSRATTRS, &der, wrap)),
             None => Ok(StatusCode::NO_CONTENT.into_response()),
         },
