@@ -20,8 +20,11 @@ use crate::domain::{EmailAddress, KeyType};
 use crate::web::enroll::form::{csr_der, EnrollFields};
 use crate::web::est::{accepts, credentials, pkcs10_body, pkcs12_password};
 
+/// One fuzz target: takes any bytes, returns normally unless a property broke.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, for the replay test and the fuzz crate's documentation.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("transfer", transfer),
     ("pkcs10", pkcs10),
     ("path", path),
@@ -41,7 +44,10 @@ pub fn transfer(data: &[u8]) {
         }
     }
     let mut h = HeaderMap::new();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(media::PKCS10));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(media::PKCS10),
+    );
     if let Ok(der) = pkcs10_body(&h, data) {
         let _ = pkcs10::parse(&der);
     }
@@ -106,13 +112,19 @@ pub fn headers(data: &[u8]) {
     }
     if let Some(c) = credentials(&h) {
         assert!(!c.username.contains(':'), "a colon in the username");
-        let encoded = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", c.username, c.password.expose()));
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            c.username,
+            c.password.expose()
+        ));
         let mut again = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_str(&format!("Basic {encoded}")) {
             again.insert(header::AUTHORIZATION, v);
             let back = credentials(&again);
-            assert_eq!(back.as_ref().map(|b| b.username.as_str()), Some(c.username.as_str()));
+            assert_eq!(
+                back.as_ref().map(|b| b.username.as_str()),
+                Some(c.username.as_str())
+            );
             assert_eq!(
                 back.as_ref().map(|b| b.password.expose()),
                 Some(c.password.expose())
@@ -143,10 +155,7 @@ pub fn headers(data: &[u8]) {
 pub fn form(data: &[u8]) {
     let request = || {
         Request::post("/form")
-            .header(
-                header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Body::from(data.to_vec()))
     };
     let Ok(req) = request() else {
@@ -156,10 +165,9 @@ pub fn form(data: &[u8]) {
     let Ok(req) = request() else {
         return;
     };
-    let Some(Ok(axum::Form(pairs))) = ready(axum::Form::<Vec<(String, String)>>::from_request(
-        req,
-        &(),
-    )) else {
+    let Some(Ok(axum::Form(pairs))) =
+        ready(axum::Form::<Vec<(String, String)>>::from_request(req, &()))
+    else {
         return;
     };
     for (name, value) in &pairs {

@@ -6,7 +6,9 @@
 use std::path::Path;
 
 fn replay(kind: &str) -> usize {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join(kind);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz")
+        .join(kind);
     let mut count = 0;
     for (target, run) in estgate::fuzzing::TARGETS {
         let dir = root.join(target);
@@ -30,7 +32,9 @@ fn the_seed_corpora_replay_without_a_crash() {
     let n = replay("seeds");
     // Each target has seeds (a target without any would be fuzzed from nothing).
     for (target, _) in estgate::fuzzing::TARGETS {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds").join(target);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/seeds")
+            .join(target);
         assert!(
             std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()),
             "no seeds in {}",
