@@ -14,6 +14,7 @@ mod enroll;
 mod est;
 mod fuzz_seeds;
 mod mail;
+mod outside;
 mod pkcs12;
 mod revocation;
 mod serverkeygen;
