@@ -152,7 +152,7 @@ mod tests {
                 .serialize_request(&signer)
                 .unwrap();
             let parsed = estgate_protocol::pkcs10::parse(csr.der()).unwrap();
-            assert_eq!(parsed.key, k);
+            assert_eq!(crate::domain::KeyType::from(parsed.key), k);
             assert_eq!(parsed.spki_der, key.spki_der);
             assert!(!format!("{key:?}").contains("pkcs8: ["));
         }

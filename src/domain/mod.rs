@@ -6,7 +6,6 @@ mod secret;
 use std::fmt;
 
 pub use admin::{Admin, ApiKeyRecord, AuditEvent, ChainBreak, PersonStatus, Role};
-pub use estgate_protocol::KeyAlgorithm as KeyType;
 pub use name::{clean_person_name, NameRefusal, MAX_NAME_CHARS};
 pub use secret::{
     generate_secret, hash_secret, hash_token, recently_verified, verify_secret, Secret, SecretHash,
@@ -15,6 +14,47 @@ pub use secret::{
 
 /// Seconds since the Unix epoch; the one time unit stored and compared.
 pub type UnixTime = i64;
+
+/// A key algorithm a profile allows or a key was made with. The model's own type: the wire
+/// format's `estgate_protocol::KeyAlgorithm` (what a CSR carries) is converted to it at the RA,
+/// so `domain` depends on no other crate of ours (DESIGN.md). The names are the ones stored in
+/// profiles and typed in the form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyType {
+    Rsa { bits: u32 },
+    EcP256,
+    EcP384,
+}
+
+impl KeyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::Rsa { bits: 2048 } => "rsa-2048",
+            KeyType::Rsa { bits: 3072 } => "rsa-3072",
+            KeyType::Rsa { bits: 4096 } => "rsa-4096",
+            KeyType::Rsa { .. } => "rsa",
+            KeyType::EcP256 => "ec-p256",
+            KeyType::EcP384 => "ec-p384",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<KeyType> {
+        Some(match s {
+            "rsa-2048" => KeyType::Rsa { bits: 2048 },
+            "rsa-3072" => KeyType::Rsa { bits: 3072 },
+            "rsa-4096" => KeyType::Rsa { bits: 4096 },
+            "ec-p256" => KeyType::EcP256,
+            "ec-p384" => KeyType::EcP384,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Injected so tests can move time (rate-limit windows, validity) without sleeping.
 pub trait Clock: Send + Sync + 'static {

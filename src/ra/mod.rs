@@ -236,7 +236,7 @@ impl Ra {
         };
         let request = sha256_hex(&csr.der);
         let order = match self
-            .approval(&auth, &request, csr.key, Some(&csr.der), &actor)
+            .approval(&auth, &request, csr.key.into(), Some(&csr.der), &actor)
             .await?
         {
             lifecycle::Approval::AlreadyIssued(issued) => return Ok(issued),
@@ -298,8 +298,8 @@ impl Ra {
         let confirmation = self
             .require_email_confirmation(&mut auth, &csr, source)
             .await?;
-        let key_type = if auth.profile.key_types.contains(&csr.key) {
-            csr.key
+        let key_type = if auth.profile.key_types.contains(&csr.key.into()) {
+            csr.key.into()
         } else {
             auth.profile.default_key_type
         };
@@ -314,7 +314,7 @@ impl Ra {
             .server_key_approval(&mut auth, &sha256_hex(&csr.der), key_type, &actor)
             .await?;
         let key = self.generate_key(key_type).await?;
-        csr.key = key_type;
+        csr.key = key_type.into();
         csr.spki_der = key.spki_der.clone();
         let plan = self.plan(&auth, &csr).await?;
         let friendly_name = friendly_name(&plan);
@@ -679,7 +679,7 @@ impl Ra {
         };
         let request = sha256_hex(&csr.der);
         let approved = match self
-            .approval(&auth, &request, csr.key, Some(&csr.der), &actor)
+            .approval(&auth, &request, csr.key.into(), Some(&csr.der), &actor)
             .await?
         {
             lifecycle::Approval::AlreadyIssued(issued) => return Ok(issued),
@@ -1052,7 +1052,7 @@ fn csr_for_generated_key(
     Csr {
         der: spki_der.to_vec(),
         spki_der: spki_der.to_vec(),
-        key: key_type,
+        key: key_type.into(),
         subject_der: Vec::new(),
         common_name: names.first().cloned(),
         common_names: names.first().cloned().into_iter().collect(),
@@ -1075,6 +1075,30 @@ fn friendly_name(plan: &IssuancePlan) -> String {
 fn dummy_hash() -> &'static SecretHash {
     static DUMMY: OnceLock<SecretHash> = OnceLock::new();
     DUMMY.get_or_init(|| hash_secret(&crate::domain::generate_secret(20)))
+}
+
+/// The key algorithm a CSR carries (the wire format's type) as the model's key type.
+impl From<estgate_protocol::KeyAlgorithm> for crate::domain::KeyType {
+    fn from(k: estgate_protocol::KeyAlgorithm) -> Self {
+        use estgate_protocol::KeyAlgorithm as A;
+        match k {
+            A::Rsa { bits } => Self::Rsa { bits },
+            A::EcP256 => Self::EcP256,
+            A::EcP384 => Self::EcP384,
+        }
+    }
+}
+
+/// The model's key type in the wire format (a CSR made for a generated key, csrattrs).
+impl From<crate::domain::KeyType> for estgate_protocol::KeyAlgorithm {
+    fn from(k: crate::domain::KeyType) -> Self {
+        use crate::domain::KeyType as K;
+        match k {
+            K::Rsa { bits } => Self::Rsa { bits },
+            K::EcP256 => Self::EcP256,
+            K::EcP384 => Self::EcP384,
+        }
+    }
 }
 
 /// Verifies the CSR's signature and maps its faults to 400s.

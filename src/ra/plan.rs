@@ -13,7 +13,7 @@ use crate::error::Error;
 
 /// The profile must allow the CSR's key type.
 pub fn check_key(profile: &Profile, csr: &Csr) -> Result<(), Error> {
-    if profile.key_types.contains(&csr.key) {
+    if profile.key_types.contains(&csr.key.into()) {
         return Ok(());
     }
     let allowed: Vec<_> = profile.key_types.iter().map(|k| k.as_str()).collect();
@@ -111,7 +111,7 @@ pub fn for_person(
         emails: vec![person.email.to_string()],
         dns_names: Vec::new(),
         usage: usage(profile),
-        key: csr.key,
+        key: csr.key.into(),
         smime: profile.smime,
     })
 }
@@ -143,7 +143,7 @@ pub fn for_device(
         emails: Vec::new(),
         dns_names: names.dns_names,
         usage: usage(profile),
-        key: csr.key,
+        key: csr.key.into(),
         smime: None,
     })
 }
@@ -312,7 +312,7 @@ pub fn for_renewal(
         emails,
         dns_names,
         usage: usage(profile),
-        key: csr.key,
+        key: csr.key.into(),
         smime: profile.smime,
     })
 }

@@ -675,7 +675,7 @@ impl Ra {
                     None
                 }
                 Some(der) => match parse_csr(der) {
-                    Ok(csr) if !profile.key_types.contains(&csr.key) => {
+                    Ok(csr) if !profile.key_types.contains(&csr.key.into()) => {
                         errors.add(
                             "csr",
                             format!(
@@ -743,7 +743,7 @@ impl Ra {
         // by the person, and generated only once the order is approved and they are back.
         let der = csr.as_ref().map(|c| c.der.clone());
         let request = super::lifecycle::request_key(der.as_deref(), &auth.requester);
-        let key = csr.as_ref().map(|c| c.key).unwrap_or(key_type);
+        let key = csr.as_ref().map(|c| c.key.into()).unwrap_or(key_type);
         let approval = match self
             .approval(&auth, &request, key, der.as_deref(), &actor)
             .await

@@ -115,7 +115,12 @@ async fn handle(
                 wrap,
             ))
         }
-        Operation::CsrAttrs => match csrattrs::encode(&ra.allowed_key_types(&account).await?) {
+        Operation::CsrAttrs => match csrattrs::encode(
+            &(ra.allowed_key_types(&account).await?)
+                .into_iter()
+                .map(Into::into)
+                .collect::<Vec<_>>(),
+        ) {
             Some(der) => Ok(base64_response(media::CSRATTRS, &der, wrap)),
             None => Ok(StatusCode::NO_CONTENT.into_response()),
         },
@@ -273,7 +278,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Error> {
 
 /// Content type and base64 (any whitespace; the request's Content-Transfer-Encoding is
 /// ignored as RFC 8951 §3.2 says).
-fn pkcs10_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Error> {
+pub(crate) fn pkcs10_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Error> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -290,7 +295,7 @@ fn pkcs10_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Error> {
 }
 
 /// Whether the Accept header lists `media` (parameters and q-values ignored).
-fn accepts(headers: &HeaderMap, media: &str) -> bool {
+pub(crate) fn accepts(headers: &HeaderMap, media: &str) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
@@ -304,7 +309,7 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
 }
 
 /// `PKCS12-Password: base64(UTF-8 password)`; absent means the empty password.
-fn pkcs12_password(headers: &HeaderMap) -> Result<Secret, Error> {
+pub(crate) fn pkcs12_password(headers: &HeaderMap) -> Result<Secret, Error> {
     let Some(value) = headers.get("pkcs12-password") else {
         return Ok(Secret::new(""));
     };

@@ -96,7 +96,7 @@ fn key_label(k: KeyType) -> &'static str {
 }
 
 #[derive(Deserialize, Default)]
-struct EnrollFields {
+pub(crate) struct EnrollFields {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
@@ -239,7 +239,7 @@ async fn form_page(State(state): State<AppState>, ctx: Ctx) -> Response {
 }
 
 /// A pasted PEM CSR (or bare base64 of its DER).
-fn csr_der(text: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn csr_der(text: &str) -> Result<Vec<u8>, String> {
     let text = text.trim();
     if text.starts_with("-----BEGIN") {
         // Some tools write "NEW CERTIFICATE REQUEST"; both are PKCS#10.

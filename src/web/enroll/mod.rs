@@ -32,7 +32,7 @@ macro_rules! csrf_field {
 
 mod certificates;
 mod context;
-mod form;
+pub(crate) mod form;
 mod sign_in;
 
 /// Form bodies are a few fields and at most a CSR: 64 KiB, like EST.
