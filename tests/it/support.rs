@@ -21,6 +21,15 @@ pub struct Server {
 pub const PUBLIC_HTTP: &str = "http://pki.example.org";
 
 pub async fn start() -> Server {
+    start_with(&[]).await
+}
+
+/// A server with more `ESTGATE_*` settings, e.g. short connection timeouts.
+pub async fn start_with(settings: &[(&str, &str)]) -> Server {
+    let settings: Vec<(String, String)> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let db = estgate::testing::database_url(dir.path()).await.unwrap();
     let overrides = Overrides {
@@ -35,7 +44,7 @@ pub async fn start() -> Server {
     let env = move |k: &str| match k {
         "ESTGATE_DATABASE_URL" => Some(db.clone()),
         "ESTGATE_HTTP_PUBLIC_URL" => Some(PUBLIC_HTTP.to_string()),
-        _ => None,
+        _ => settings.iter().find(|(s, _)| s == k).map(|(_, v)| v.clone()),
     };
     let config = Config::load(None, env, &overrides).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
