@@ -243,7 +243,10 @@ impl Config {
                 &mut raw.body_min_bytes_per_sec,
             ),
             ("ESTGATE_TRUSTED_PROXIES", &mut raw.trusted_proxies),
-            ("ESTGATE_TRUSTED_PROXY_HEADER", &mut raw.trusted_proxy_header),
+            (
+                "ESTGATE_TRUSTED_PROXY_HEADER",
+                &mut raw.trusted_proxy_header,
+            ),
         ];
         for (var, slot) in listener_fields {
             if let Some(v) = env(var).filter(|v| !v.is_empty()) {
@@ -819,7 +822,11 @@ mod tests {
             ("ESTGATE_MAX_CONNECTIONS", "0", "max_connections"),
             ("ESTGATE_BODY_GRACE_SECS", "soon", "body_grace_secs"),
             ("ESTGATE_TRUSTED_PROXIES", "10.0.0.0/40", "trusted_proxies"),
-            ("ESTGATE_TRUSTED_PROXY_HEADER", "x-real-ip", "trusted_proxy_header"),
+            (
+                "ESTGATE_TRUSTED_PROXY_HEADER",
+                "x-real-ip",
+                "trusted_proxy_header",
+            ),
         ] {
             let env = |k: &str| (k == var).then(|| value.to_string());
             let err = Config::load(None, env, &Overrides::default()).unwrap_err();

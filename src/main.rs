@@ -74,7 +74,9 @@ async fn serve(cli: &Cli, args: &cli::ServeArgs) -> Result<(), String> {
     if let Some(demo) = demo {
         println!("{}", demo.instructions(&config));
     }
-    let signal = stop_signal().await.map_err(|e| format!("signal handler: {e}"))?;
+    let signal = stop_signal()
+        .await
+        .map_err(|e| format!("signal handler: {e}"))?;
     tracing::info!(signal, "shutting down");
     running.stop().await;
     tracing::info!("stopped");
@@ -86,8 +88,7 @@ async fn serve(cli: &Cli, args: &cli::ServeArgs) -> Result<(), String> {
 async fn stop_signal() -> std::io::Result<&'static str> {
     #[cfg(unix)]
     {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT"),
             _ = term.recv() => Ok("SIGTERM"),

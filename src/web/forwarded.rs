@@ -34,7 +34,9 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.net, ip.to_canonical()) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
@@ -133,7 +135,10 @@ fn node(s: &str) -> Option<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Some(SocketAddr::new(a.ip().to_canonical(), a.port()));
     }
-    let bare = s.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(s);
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(s);
     bare.parse::<IpAddr>()
         .ok()
         .map(|ip| SocketAddr::new(ip.to_canonical(), 0))
@@ -170,7 +175,10 @@ mod tests {
         assert!(Cidr::parse("0.0.0.0/0")
             .unwrap()
             .contains("198.51.100.1".parse().unwrap()));
-        assert_eq!(Cidr::parse("127.0.0.1").unwrap().to_string(), "127.0.0.1/32");
+        assert_eq!(
+            Cidr::parse("127.0.0.1").unwrap().to_string(),
+            "127.0.0.1/32"
+        );
         for bad in ["10.0.0.0/33", "::/129", "example.org", "10.0.0.0/x", ""] {
             assert_eq!(Cidr::parse(bad), None, "{bad}");
         }

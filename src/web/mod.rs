@@ -170,7 +170,10 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let in_progress = connections.len();
     if in_progress > 0 {
-        tracing::info!(connections = in_progress, "waiting for requests in progress");
+        tracing::info!(
+            connections = in_progress,
+            "waiting for requests in progress"
+        );
     }
     let drained = tokio::time::timeout(limits::DRAIN, async {
         while connections.join_next().await.is_some() {}
@@ -235,9 +238,8 @@ async fn connection(
             };
             req.extensions_mut().insert(info);
             let too_slow = Arc::new(AtomicBool::new(false));
-            let req = req.map(|b| {
-                axum::body::Body::new(MinRateBody::new(b, &limits, too_slow.clone()))
-            });
+            let req =
+                req.map(|b| axum::body::Body::new(MinRateBody::new(b, &limits, too_slow.clone())));
             let app = app.clone();
             async move {
                 let resp = app.oneshot(req).await;

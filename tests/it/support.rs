@@ -44,7 +44,10 @@ pub async fn start_with(settings: &[(&str, &str)]) -> Server {
     let env = move |k: &str| match k {
         "ESTGATE_DATABASE_URL" => Some(db.clone()),
         "ESTGATE_HTTP_PUBLIC_URL" => Some(PUBLIC_HTTP.to_string()),
-        _ => settings.iter().find(|(s, _)| s == k).map(|(_, v)| v.clone()),
+        _ => settings
+            .iter()
+            .find(|(s, _)| s == k)
+            .map(|(_, v)| v.clone()),
     };
     let config = Config::load(None, env, &overrides).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
