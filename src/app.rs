@@ -284,9 +284,16 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
     })?;
     let app = web::router(AppState { ra: ra.clone() });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(web::serve(listener, tls, app, async move {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(web::serve(
+        listener,
+        tls,
+        app,
+        config.limits.clone(),
+        config.trusted_proxies.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
     let housekeeping = tokio::spawn(housekeeping(store.clone(), clock.clone()));
     let worker = Worker::new(store, mailer, clock, &config.mail, &config.public_url);
     let (mail_tx, mail_rx) = tokio::sync::oneshot::channel::<()>();

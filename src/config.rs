@@ -60,6 +60,23 @@ struct RawConfig {
     failures_per_client: Option<String>,
     #[serde(default, deserialize_with = "text_or_number")]
     failures_per_account: Option<String>,
+    // Connection bounds and proxies (web::limits, web::forwarded).
+    #[serde(default, deserialize_with = "text_or_number")]
+    max_connections: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
+    max_connections_per_address: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
+    first_byte_timeout_secs: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
+    idle_timeout_secs: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
+    header_timeout_secs: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
+    body_grace_secs: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
+    body_min_bytes_per_sec: Option<String>,
+    trusted_proxies: Option<String>,
+    trusted_proxy_header: Option<String>,
 }
 
 /// Numbers may be written as TOML integers or, like every value from the environment, as
@@ -104,6 +121,15 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("argon2_queue", "ESTGATE_ARGON2_QUEUE", "guesses waiting for a verification; beyond them 503 with Retry-After, 0..65536 (default twice argon2_concurrency)"),
     ("failures_per_client", "ESTGATE_FAILURES_PER_CLIENT", "failed authentications per client address (IPv4, IPv6 /64) in 15 minutes across all accounts, endpoints and admin sign-in, then 429 (default 50)"),
     ("failures_per_account", "ESTGATE_FAILURES_PER_ACCOUNT", "failed authentications of everybody on one EST account, or at one form's access-code step, in 15 minutes, then 429 for everybody (default 200)"),
+    ("max_connections", "ESTGATE_MAX_CONNECTIONS", "HTTPS connections held at once; more are closed on arrival (default 1024)"),
+    ("max_connections_per_address", "ESTGATE_MAX_CONNECTIONS_PER_ADDRESS", "HTTPS connections held at once from one TCP peer address; trusted proxies are exempt (default 64)"),
+    ("first_byte_timeout_secs", "ESTGATE_FIRST_BYTE_TIMEOUT_SECS", "seconds from the TLS handshake to the first request byte (default 10)"),
+    ("idle_timeout_secs", "ESTGATE_IDLE_TIMEOUT_SECS", "seconds a kept-alive connection may wait for its next request, or a write may stall (default 60)"),
+    ("header_timeout_secs", "ESTGATE_HEADER_TIMEOUT_SECS", "seconds from a request's first byte to the end of its head (default 10)"),
+    ("body_grace_secs", "ESTGATE_BODY_GRACE_SECS", "seconds a request body may take before body_min_bytes_per_sec applies (default 10)"),
+    ("body_min_bytes_per_sec", "ESTGATE_BODY_MIN_BYTES_PER_SEC", "slowest average rate of a request body after the grace; slower gets 408 (default 256)"),
+    ("trusted_proxies", "ESTGATE_TRUSTED_PROXIES", "comma-separated CIDRs of reverse proxies whose trusted_proxy_header names the client (default: none)"),
+    ("trusted_proxy_header", "ESTGATE_TRUSTED_PROXY_HEADER", "x-forwarded-for or forwarded: the one header the trusted proxies write (default x-forwarded-for)"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +164,10 @@ pub struct Config {
     pub expiry_reminder_days: Vec<u32>,
     /// Limits on guessing secrets and on Argon2 work.
     pub guessing: crate::ra::GuessLimits,
+    /// Connection caps and timeouts of the HTTPS listener.
+    pub limits: crate::web::limits::Limits,
+    /// Reverse proxies believed about the client's address.
+    pub trusted_proxies: crate::web::forwarded::TrustedProxies,
 }
 
 /// Command-line values; they win over the file and the environment.
@@ -216,6 +246,34 @@ impl Config {
                 *slot = Some(v);
             }
         }
+        let listener_fields: [(&str, &mut Option<String>); 9] = [
+            ("ESTGATE_MAX_CONNECTIONS", &mut raw.max_connections),
+            (
+                "ESTGATE_MAX_CONNECTIONS_PER_ADDRESS",
+                &mut raw.max_connections_per_address,
+            ),
+            (
+                "ESTGATE_FIRST_BYTE_TIMEOUT_SECS",
+                &mut raw.first_byte_timeout_secs,
+            ),
+            ("ESTGATE_IDLE_TIMEOUT_SECS", &mut raw.idle_timeout_secs),
+            ("ESTGATE_HEADER_TIMEOUT_SECS", &mut raw.header_timeout_secs),
+            ("ESTGATE_BODY_GRACE_SECS", &mut raw.body_grace_secs),
+            (
+                "ESTGATE_BODY_MIN_BYTES_PER_SEC",
+                &mut raw.body_min_bytes_per_sec,
+            ),
+            ("ESTGATE_TRUSTED_PROXIES", &mut raw.trusted_proxies),
+            (
+                "ESTGATE_TRUSTED_PROXY_HEADER",
+                &mut raw.trusted_proxy_header,
+            ),
+        ];
+        for (var, slot) in listener_fields {
+            if let Some(v) = env(var).filter(|v| !v.is_empty()) {
+                *slot = Some(v);
+            }
+        }
         if let Some(d) = &overrides.data_dir {
             raw.data_dir = Some(d.to_string_lossy().into_owned());
         }
@@ -229,6 +287,7 @@ impl Config {
     }
 
     fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+        let (limits, trusted_proxies) = listener_config(&raw)?;
         let listen: SocketAddr = raw
             .listen
             .as_deref()
@@ -378,6 +437,8 @@ impl Config {
             approver_emails,
             expiry_reminder_days,
             guessing,
+            limits,
+            trusted_proxies,
         })
     }
 }
@@ -434,6 +495,85 @@ fn guess_limits(raw: GuessKeys) -> Result<crate::ra::GuessLimits, ConfigError> {
         )?
         .unwrap_or(defaults.failures_per_account),
     })
+}
+
+/// The connection bounds and trusted proxies of `RawConfig`.
+fn listener_config(
+    raw: &RawConfig,
+) -> Result<
+    (
+        crate::web::limits::Limits,
+        crate::web::forwarded::TrustedProxies,
+    ),
+    ConfigError,
+> {
+    use crate::web::forwarded::{Cidr, ForwardedHeader, TrustedProxies};
+    use crate::web::limits::Limits;
+    use std::time::Duration;
+    let d = Limits::default();
+    let count = |key: &'static str, v: &Option<String>, default: u64| match v.as_deref() {
+        None => Ok(default),
+        Some(t) => t
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| invalid(key, format!("{t:?} is not a number from 1 to 1000000"))),
+    };
+    let secs = |key: &'static str, v: &Option<String>, default: Duration| {
+        count(key, v, default.as_secs()).map(Duration::from_secs)
+    };
+    let max_connections = count("max_connections", &raw.max_connections, 1024)?;
+    let per_address = count(
+        "max_connections_per_address",
+        &raw.max_connections_per_address,
+        64,
+    )?;
+    let limits = Limits {
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+        max_connections_per_address: usize::try_from(per_address).unwrap_or(usize::MAX),
+        first_byte: secs(
+            "first_byte_timeout_secs",
+            &raw.first_byte_timeout_secs,
+            d.first_byte,
+        )?,
+        idle: secs("idle_timeout_secs", &raw.idle_timeout_secs, d.idle)?,
+        headers: secs("header_timeout_secs", &raw.header_timeout_secs, d.headers)?,
+        body_grace: secs("body_grace_secs", &raw.body_grace_secs, d.body_grace)?,
+        body_min_rate: count(
+            "body_min_bytes_per_sec",
+            &raw.body_min_bytes_per_sec,
+            d.body_min_rate,
+        )?,
+    };
+    let proxies = raw
+        .trusted_proxies
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            Cidr::parse(s).ok_or_else(|| {
+                invalid(
+                    "trusted_proxies",
+                    format!("{s:?} is not an address or address/prefix"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let header = match raw.trusted_proxy_header.as_deref().map(str::trim) {
+        None => ForwardedHeader::XForwardedFor,
+        Some(h) if h.eq_ignore_ascii_case("x-forwarded-for") => ForwardedHeader::XForwardedFor,
+        Some(h) if h.eq_ignore_ascii_case("forwarded") => ForwardedHeader::Forwarded,
+        Some(h) => {
+            return Err(invalid(
+                "trusted_proxy_header",
+                format!("{h:?} is neither x-forwarded-for nor forwarded"),
+            ))
+        }
+    };
+    Ok((limits, TrustedProxies { proxies, header }))
 }
 
 /// The mail keys of `RawConfig`.
@@ -791,6 +931,42 @@ mod tests {
     fn every_key_has_an_environment_variable() {
         for (key, var, _) in KEYS {
             assert_eq!(*var, format!("ESTGATE_{}", key.to_ascii_uppercase()));
+        }
+    }
+
+    #[test]
+    fn connection_limits_and_trusted_proxies_are_read_and_checked() {
+        let c = Config::load(None, no_env, &Overrides::default()).unwrap();
+        assert_eq!(c.limits, crate::web::limits::Limits::default());
+        assert!(c.trusted_proxies.proxies.is_empty());
+        let env = |k: &str| match k {
+            "ESTGATE_MAX_CONNECTIONS_PER_ADDRESS" => Some("3".to_string()),
+            "ESTGATE_IDLE_TIMEOUT_SECS" => Some("5".to_string()),
+            "ESTGATE_TRUSTED_PROXIES" => Some("127.0.0.1, 10.0.0.0/8,::1".to_string()),
+            "ESTGATE_TRUSTED_PROXY_HEADER" => Some("Forwarded".to_string()),
+            _ => None,
+        };
+        let c = Config::load(None, env, &Overrides::default()).unwrap();
+        assert_eq!(c.limits.max_connections_per_address, 3);
+        assert_eq!(c.limits.idle, std::time::Duration::from_secs(5));
+        assert_eq!(c.trusted_proxies.proxies.len(), 3);
+        assert_eq!(
+            c.trusted_proxies.header,
+            crate::web::forwarded::ForwardedHeader::Forwarded
+        );
+        for (var, value, key) in [
+            ("ESTGATE_MAX_CONNECTIONS", "0", "max_connections"),
+            ("ESTGATE_BODY_GRACE_SECS", "soon", "body_grace_secs"),
+            ("ESTGATE_TRUSTED_PROXIES", "10.0.0.0/40", "trusted_proxies"),
+            (
+                "ESTGATE_TRUSTED_PROXY_HEADER",
+                "x-real-ip",
+                "trusted_proxy_header",
+            ),
+        ] {
+            let env = |k: &str| (k == var).then(|| value.to_string());
+            let err = Config::load(None, env, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains(key), "{var}: {err}");
         }
     }
 

@@ -74,13 +74,30 @@ async fn serve(cli: &Cli, args: &cli::ServeArgs) -> Result<(), String> {
     if let Some(demo) = demo {
         println!("{}", demo.instructions(&config));
     }
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("shutting down");
-            running.stop().await;
+    let signal = stop_signal()
+        .await
+        .map_err(|e| format!("signal handler: {e}"))?;
+    tracing::info!(signal, "shutting down");
+    running.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM, systemd's and container runtimes' stop: both drain
+/// the same way, so a stop never cuts a request in progress.
+async fn stop_signal() -> std::io::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT"),
+            _ = term.recv() => Ok("SIGTERM"),
         }
     }
-    Ok(())
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map(|()| "Ctrl-C")
+    }
 }
 
 #[tokio::main]

@@ -4,11 +4,14 @@
 pub mod admin;
 pub mod enroll;
 pub mod est;
+pub mod forwarded;
 pub mod http;
+pub mod limits;
 pub mod problem;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +26,8 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::ra::Ra;
+use forwarded::TrustedProxies;
+use limits::{Activity, Admission, Backoff, Bounded, Limits, MinRateBody, RateLimitedLog};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -33,7 +38,11 @@ pub struct AppState {
 /// that chains to our root, its TLS client certificate.
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
+    /// The client's address, as audit `source` and the throttles key on it: the TCP peer,
+    /// or behind a trusted proxy the address it forwarded (port 0 when it gave none).
     pub peer: SocketAddr,
+    /// The TCP peer itself (the proxy, behind one), for connection logs.
+    pub tcp_peer: SocketAddr,
     pub client_cert: Option<Vec<u8>>,
 }
 
@@ -153,70 +162,206 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// Accepts TLS connections until `shutdown` resolves. HTTP/1.1 responses get Title-Case
-/// header names because libest's client compares them case-sensitively.
+/// Accepts TLS connections until `shutdown` resolves, then stops accepting, lets the
+/// requests in progress finish (at most [`limits::DRAIN`]) and returns. HTTP/1.1 responses
+/// get Title-Case header names because libest's client compares them case-sensitively.
+/// Every connection is held to `limits` (see that module), and one beyond a cap is closed
+/// before its TLS handshake costs anything.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     app: Router,
+    limits: Limits,
+    proxies: TrustedProxies,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let admission = Admission::new(limits.clone());
+    let limits = Arc::new(limits);
+    let proxies = Arc::new(proxies);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut backoff = Backoff::new();
+    let accept_errors = RateLimitedLog::new(Duration::from_secs(1));
     tokio::pin!(shutdown);
     loop {
+        while connections.try_join_next().is_some() {}
         let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    backoff.succeeded();
+                    a
+                }
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    let wait = backoff.failed();
+                    if let Some(suppressed) = accept_errors.ready() {
+                        tracing::warn!(also_failed = suppressed, "accept failed: {e}; retrying in {wait:?}");
+                    }
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(wait) => continue,
+                    }
                 }
             },
         };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, "TLS handshake failed: {e}");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let client_cert = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| c.to_vec());
-            let info = ConnInfo { peer, client_cert };
-            let service =
-                hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(info.clone());
-                    app.clone().oneshot(req.map(axum::body::Body::new))
-                });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .title_case_headers(true)
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30));
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(ExactHeaderCase(stream)), service)
-                .await
-            {
-                tracing::debug!(%peer, "connection ended: {e}");
+        let permit = match admission.admit(peer.ip(), proxies.trusts(peer.ip())) {
+            Ok(p) => p,
+            Err(why) => {
+                admission.log_refusal(peer.ip(), why);
+                drop(tcp);
+                continue;
             }
-        });
+        };
+        let _ = tcp.set_nodelay(true);
+        connections.spawn(connection(
+            tcp,
+            peer,
+            permit,
+            acceptor.clone(),
+            app.clone(),
+            limits.clone(),
+            proxies.clone(),
+            stop_rx.clone(),
+        ));
     }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let in_progress = connections.len();
+    if in_progress > 0 {
+        tracing::info!(
+            connections = in_progress,
+            "waiting for requests in progress"
+        );
+    }
+    let drained = tokio::time::timeout(limits::DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = connections.len(),
+            "requests still in progress after {:?} dropped",
+            limits::DRAIN
+        );
+    }
+}
+
+/// One admitted connection: TLS handshake, then HTTP/1.1 or HTTP/2 under `limits`, until the
+/// client leaves, a bound is missed, or the server stops (then gracefully: requests in
+/// progress finish, no new ones are read).
+#[allow(clippy::too_many_arguments)]
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    tcp_peer: SocketAddr,
+    permit: limits::Permit,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    limits: Arc<Limits>,
+    proxies: Arc<TrustedProxies>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let _permit = permit;
+    let peer = tcp_peer;
+    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
+    let stream = tokio::select! {
+        _ = stopped(&mut stop) => return,
+        hs = handshake => match hs {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+    };
+    let client_cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec());
+    let activity = Activity::new();
+    let io = Bounded::new(ExactHeaderCase(stream), limits.clone(), activity.clone());
+    let service = {
+        let limits = limits.clone();
+        hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            let in_flight = activity.begin();
+            let info = ConnInfo {
+                peer: proxies.client(tcp_peer, req.headers()),
+                tcp_peer,
+                client_cert: client_cert.clone(),
+            };
+            req.extensions_mut().insert(info);
+            let too_slow = Arc::new(AtomicBool::new(false));
+            let req =
+                req.map(|b| axum::body::Body::new(MinRateBody::new(b, &limits, too_slow.clone())));
+            let app = app.clone();
+            async move {
+                let resp = app.oneshot(req).await;
+                drop(in_flight);
+                if too_slow.load(Ordering::Relaxed) {
+                    tracing::debug!(%tcp_peer, "request body too slow");
+                    return Ok(too_slow_response());
+                }
+                resp
+            }
+        })
+    };
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .title_case_headers(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        // `Bounded` enforces the head bound; hyper's own timer, which starts at the end of
+        // the previous response, backs it up without cutting the idle bound short.
+        .header_read_timeout(limits.idle + limits.headers);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(limits::H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(limits::H2_MAX_HEADER_LIST_SIZE)
+        .max_pending_accept_reset_streams(limits::H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .max_local_error_reset_streams(limits::H2_MAX_LOCAL_ERROR_RESET_STREAMS);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, "connection ended: {e}");
+    }
+}
+
+/// Resolves once the server stops (or its sender is gone).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// `408` for a body slower than `body_min_rate`; the connection closes after it, since the
+/// rest of that body may still be on its way.
+fn too_slow_response() -> axum::response::Response {
+    let mut resp = axum::response::Response::new(axum::body::Body::from(
+        "the request body arrived too slowly\n",
+    ));
+    *resp.status_mut() = axum::http::StatusCode::REQUEST_TIMEOUT;
+    let h = resp.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 /// hyper's title-casing writes `Www-Authenticate`, but libest's client looks for the exact

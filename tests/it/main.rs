@@ -9,6 +9,7 @@ mod admin_roles;
 mod admin_setup;
 mod architecture;
 mod cli;
+mod connections;
 mod data_dir;
 mod enroll;
 mod est;
