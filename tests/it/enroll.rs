@@ -257,7 +257,15 @@ async fn secret_id_flow_delivers_a_pkcs12_that_openssl_opens() {
     let form = b.get(&format!("{base}/form")).await;
     assert_eq!(form.status, 200);
     let text = form.body_text();
-    assert!(text.contains("value=\"Alice\""), "first name prefilled");
+    // A person on record sees the recorded names, and cannot type others.
+    assert!(
+        text.contains("<dt>First name</dt><dd>Alice</dd>"),
+        "first name shown from the record"
+    );
+    assert!(
+        !text.contains("name=\"first_name\""),
+        "no name field to edit"
+    );
     assert!(text.contains("alice@example.org"));
     assert!(text.contains("Legacy compatibility"));
     assert!(
@@ -313,7 +321,12 @@ async fn secret_id_flow_delivers_a_pkcs12_that_openssl_opens() {
         .unwrap();
     let (_, pem) = x509_parser::pem::parse_x509_pem(leaf_pem.as_bytes()).unwrap();
     let (_, cert) = parse_x509_certificate(&pem.contents).unwrap();
-    assert!(cert.subject().to_string().contains("CN=Alice Q Example"));
+    // The names sent with the form (a middle name "Q") are not the record's: ignored.
+    assert!(
+        cert.subject().to_string().contains("CN=Alice Example"),
+        "{}",
+        cert.subject()
+    );
     let years =
         (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp()) / 86_400;
     assert!(
