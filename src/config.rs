@@ -205,7 +205,7 @@ impl Config {
             }
             None => RawConfig::default(),
         };
-        let fields: [(&str, &mut Option<String>); 25] = [
+        let fields: [(&str, &mut Option<String>); 34] = [
             ("ESTGATE_ARGON2_CONCURRENCY", &mut raw.argon2_concurrency),
             ("ESTGATE_ARGON2_QUEUE", &mut raw.argon2_queue),
             ("ESTGATE_FAILURES_PER_CLIENT", &mut raw.failures_per_client),
@@ -240,13 +240,7 @@ impl Config {
                 "ESTGATE_EMAIL_LINK_TTL_MINUTES",
                 &mut raw.email_link_ttl_minutes,
             ),
-        ];
-        for (var, slot) in fields {
-            if let Some(v) = env(var).filter(|v| !v.is_empty()) {
-                *slot = Some(v);
-            }
-        }
-        let listener_fields: [(&str, &mut Option<String>); 9] = [
+            // Connection bounds and proxies (web::limits, web::forwarded).
             ("ESTGATE_MAX_CONNECTIONS", &mut raw.max_connections),
             (
                 "ESTGATE_MAX_CONNECTIONS_PER_ADDRESS",
@@ -269,7 +263,7 @@ impl Config {
                 &mut raw.trusted_proxy_header,
             ),
         ];
-        for (var, slot) in listener_fields {
+        for (var, slot) in fields {
             if let Some(v) = env(var).filter(|v| !v.is_empty()) {
                 *slot = Some(v);
             }
