@@ -398,21 +398,21 @@ Browser self-enrollment: open {form}
 Enroll a person certificate (account "staff", secret ID):
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout alice.key -subj /CN=alice -outform DER -out alice.csr
   openssl base64 -in alice.csr -out alice.b64
-  curl --cacert {ca} -u '{su}:{sp}' -H 'Content-Type: application/pkcs10' --data-binary @alice.b64 -o alice.p7.b64 {base}/.well-known/est/staff/simpleenroll
+  curl --fail --cacert {ca} -u '{su}:{sp}' -H 'Content-Type: application/pkcs10' --data-binary @alice.b64 -o alice.p7.b64 {base}/.well-known/est/staff/simpleenroll
   openssl base64 -d -in alice.p7.b64 | openssl pkcs7 -inform DER -print_certs -out alice.pem
-  curl --cacert {ca} -o chain.p7.b64 {base}/.well-known/est/cacerts
+  curl --fail --cacert {ca} -o chain.p7.b64 {base}/.well-known/est/cacerts
   openssl base64 -d -in chain.p7.b64 | openssl pkcs7 -inform DER -print_certs -out chain.pem
   openssl verify -CAfile {ca} -untrusted chain.pem alice.pem
 
 Enroll a device certificate (account "devices", access code):
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key -subj /CN={du} -addext subjectAltName=DNS:{du} -outform DER -out device.csr
   openssl base64 -in device.csr -out device.b64
-  curl --cacert {ca} -u '{du}:{dp}' -H 'Content-Type: application/pkcs10' --data-binary @device.b64 -o device.p7.b64 {base}/.well-known/est/devices/simpleenroll
+  curl --fail --cacert {ca} -u '{du}:{dp}' -H 'Content-Type: application/pkcs10' --data-binary @device.b64 -o device.p7.b64 {base}/.well-known/est/devices/simpleenroll
 
 Re-enroll with the current certificate as TLS client certificate (same subject and SAN):
   openssl x509 -x509toreq -in alice.pem -signkey alice.key -copy_extensions copyall -out renew.pem
   openssl req -in renew.pem -outform DER | openssl base64 -out renew.b64
-  curl --cacert {ca} --cert alice.pem --key alice.key -H 'Content-Type: application/pkcs10' --data-binary @renew.b64 -o renewed.p7.b64 {base}/.well-known/est/staff/simplereenroll
+  curl --fail --cacert {ca} --cert alice.pem --key alice.key -H 'Content-Type: application/pkcs10' --data-binary @renew.b64 -o renewed.p7.b64 {base}/.well-known/est/staff/simplereenroll
 "#,
             form = self.enroll_url,
             su = staff.username,
@@ -425,7 +425,7 @@ Re-enroll with the current certificate as TLS client certificate (same subject a
                 r#"
 Administration API (demo MRAO {email}; password {pw}, TOTP secret {totp} for an
 authenticator app; API docs at {base}/api/v1/openapi.json):
-  curl --cacert {ca} -H 'Authorization: Bearer {key}' {base}/api/v1/persons
+  curl --fail --cacert {ca} -H 'Authorization: Bearer {key}' {base}/api/v1/persons
 "#,
                 email = a.email,
                 pw = a.password,
