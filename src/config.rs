@@ -437,6 +437,28 @@ impl Config {
     }
 }
 
+/// A whole number within `range`, or `None` when the key is not set.
+fn bounded_number(
+    key: &'static str,
+    value: Option<&str>,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u64>, ConfigError> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    match v.trim().parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(invalid(
+            key,
+            format!(
+                "{v:?} is not a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
 /// The guessing keys of `RawConfig`.
 struct GuessKeys {
     argon2_concurrency: Option<String>,
@@ -448,26 +470,7 @@ struct GuessKeys {
 /// Each bound must leave the server usable: at least one verification at a time and one
 /// failure before a lockout (the queue may be 0: refuse at once when all slots are busy).
 fn guess_limits(raw: GuessKeys) -> Result<crate::ra::GuessLimits, ConfigError> {
-    fn number(
-        key: &'static str,
-        value: Option<String>,
-        range: std::ops::RangeInclusive<u64>,
-    ) -> Result<Option<u64>, ConfigError> {
-        let Some(v) = value else {
-            return Ok(None);
-        };
-        match v.trim().parse::<u64>() {
-            Ok(n) if range.contains(&n) => Ok(Some(n)),
-            _ => Err(invalid(
-                key,
-                format!(
-                    "{v:?} is not a whole number from {} to {}",
-                    range.start(),
-                    range.end()
-                ),
-            )),
-        }
-    }
+    let number = |key, value: Option<String>, range| bounded_number(key, value.as_deref(), range);
     let defaults = crate::ra::GuessLimits::default();
     let concurrency = number("argon2_concurrency", raw.argon2_concurrency, 1..=1024)?
         .map_or(defaults.argon2_concurrency, |n| n as usize);
@@ -505,14 +508,8 @@ fn listener_config(
     use crate::web::limits::Limits;
     use std::time::Duration;
     let d = Limits::default();
-    let count = |key: &'static str, v: &Option<String>, default: u64| match v.as_deref() {
-        None => Ok(default),
-        Some(t) => t
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (1..=1_000_000).contains(n))
-            .ok_or_else(|| invalid(key, format!("{t:?} is not a number from 1 to 1000000"))),
+    let count = |key: &'static str, v: &Option<String>, default: u64| {
+        bounded_number(key, v.as_deref(), 1..=1_000_000).map(|n| n.unwrap_or(default))
     };
     let secs = |key: &'static str, v: &Option<String>, default: Duration| {
         count(key, v, default.as_secs()).map(Duration::from_secs)
