@@ -22,7 +22,7 @@ use crate::domain::{
     EmailAddress, Person, PersonStatus, Profile, Secret, SecretHash, SubjectSource,
 };
 use crate::error::{Error, ErrorKind};
-use crate::store::{AuditEntry, SignedCertificate, SigningIntent, Store};
+use crate::store::{AuditEntry, Issuance, OrderOf, SignedCertificate, SigningIntent, Store};
 
 pub use lifecycle::{OrderView, APPROVAL_RETRY_AFTER_SECS};
 pub use selfservice::{
@@ -828,9 +828,11 @@ impl Ra {
         }
     }
 
-    /// The issuance cycle: record intent (serial reserved) → sign → store, mark issued.
-    /// The issuance cycle on a new order, or on an `approved` one (its intent is the
-    /// move to `signing`, which only one caller wins).
+    /// The issuance cycle: sign, then store the certificate with its order and audit event
+    /// in the next group commit (store/batch.rs), and answer only once that is durable. A
+    /// crash before the commit leaves nothing behind and delivers nothing: the certificate
+    /// was never handed out. An `approved` order is first moved to `signing`, which only one
+    /// caller wins.
     async fn issue_on(
         &self,
         auth: &Authorized,
@@ -864,22 +866,18 @@ impl Ra {
             serial,
             subject
         );
-        let intent_audit = AuditEntry {
-            actor: actor.clone(),
-            action: format!("{action}.intent"),
-            object: String::new(),
-            detail: detail.clone(),
-            organisation_id: Some(auth.account.organisation_id),
-            department_id: auth.person.as_ref().and_then(|p| p.department_id),
-            ..Default::default()
-        };
-        let order_id = match approved {
-            None => {
-                self.store
-                    .record_intent(&intent, &intent_audit, now)
-                    .await?
-            }
+        let order = match approved {
+            None => OrderOf::New(intent),
             Some(id) => {
+                let intent_audit = AuditEntry {
+                    actor: actor.clone(),
+                    action: format!("{action}.intent"),
+                    object: String::new(),
+                    detail: detail.clone(),
+                    organisation_id: Some(auth.account.organisation_id),
+                    department_id: auth.person.as_ref().and_then(|p| p.department_id),
+                    ..Default::default()
+                };
                 if !self
                     .store
                     .begin_signing(id, &serial, &intent_audit, now)
@@ -890,7 +888,7 @@ impl Ra {
                         "the certificate is being signed; ask again in a moment",
                     ));
                 }
-                id
+                OrderOf::Signing(id)
             }
         };
         let ca = self.ca.clone();
@@ -919,23 +917,31 @@ impl Ra {
         };
         // Orders that waited for approval tell the person when the certificate exists.
         let mut notices = Vec::new();
-        if approved.is_some() {
+        if let OrderOf::Signing(order_id) = &order {
             if let Some(to) = self
-                .requester_email(&self.store.order(order_id).await?)
+                .requester_email(&self.store.order(*order_id).await?)
                 .await?
             {
                 notices.push(crate::store::Notice {
                     kind: crate::store::NoticeKind::CertificateIssued,
                     recipient: to.to_string(),
-                    order_id: Some(order_id),
+                    order_id: Some(*order_id),
                     certificate_id: None,
                     dedupe_key: None,
                 });
             }
         }
-        self.store
-            .store_certificate(order_id, &signed, &audit, &notices, self.clock.now())
+        let stored = self
+            .store
+            .store_issuance(Issuance {
+                order,
+                cert: signed,
+                audit,
+                notices,
+                now: self.clock.now(),
+            })
             .await?;
+        let order_id = stored.order_id;
         tracing::info!(serial = %serial, order = order_id, "{action}: certificate issued");
         Ok(Issued { der, serial })
     }

@@ -315,7 +315,7 @@ async fn person_certificate_comes_from_the_person_record() {
         .into_iter()
         .map(|e| e.action)
         .collect();
-    assert_eq!(actions, vec!["enroll.intent", "enroll.issued"]);
+    assert_eq!(actions, vec!["enroll.issued"]);
 }
 
 #[tokio::test]
@@ -1556,4 +1556,158 @@ async fn no_certificate_outlives_the_issuing_ca() {
         .await
         .unwrap_err();
     assert_eq!(e.field.as_deref(), Some("terms_years[0]"));
+}
+
+/// An issuance of a new order on `account`, its certificate a stand-in (the store does not
+/// parse it): what `issue_on` hands the group commit.
+fn issuance(account: &Account, serial: &str) -> Issuance {
+    Issuance {
+        order: OrderOf::New(SigningIntent {
+            account_id: account.id,
+            profile_id: account.profile_ids[0],
+            person_id: None,
+            requester: "printer".into(),
+            key_type: KeyType::EcP256,
+            term_years: 1,
+            csr_sha256: sha256_hex(serial.as_bytes()),
+            serial: serial.into(),
+        }),
+        cert: SignedCertificate {
+            serial: serial.into(),
+            subject: "CN=printer".into(),
+            not_before: T0,
+            not_after: T0 + 86_400,
+            der: serial.as_bytes().to_vec(),
+            sha256: sha256_hex(serial.as_bytes()),
+        },
+        audit: AuditEntry {
+            action: "enroll.issued".into(),
+            detail: format!("serial={serial}"),
+            ..Default::default()
+        },
+        notices: Vec::new(),
+        now: T0,
+    }
+}
+
+/// Sends every issuance at once, each from its own task, and returns the answers in order.
+async fn store_all(
+    store: &Store,
+    issuances: Vec<Issuance>,
+) -> Vec<Result<crate::store::Stored, crate::store::StoreError>> {
+    let tasks: Vec<_> = issuances
+        .into_iter()
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.store_issuance(i).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test]
+async fn concurrent_issuances_share_commits_and_keep_the_audit_chain() {
+    let w = world().await;
+    let devices = w.account("devices").await;
+    let before = w.store.count_orders().await.unwrap();
+    let serials: Vec<String> = (0..40).map(|i| format!("0B{i:02X}")).collect();
+    let answers = store_all(
+        &w.store,
+        serials.iter().map(|s| issuance(&devices, s)).collect(),
+    )
+    .await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let stats = w.store.batch_stats();
+    let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(commits < 40, "40 issuances took {commits} commits");
+    assert!(stats.largest.load(std::sync::atomic::Ordering::Relaxed) > 1);
+    assert_eq!(w.store.count_orders().await.unwrap(), before + 40);
+    for (s, a) in serials.iter().zip(&answers) {
+        let stored = a.as_ref().unwrap();
+        let order = w.store.order(stored.order_id).await.unwrap();
+        assert_eq!(order.status, crate::domain::OrderStatus::Issued);
+        assert_eq!(order.serial.as_deref(), Some(s.as_str()));
+        let rec = w
+            .store
+            .certificate_by_sha256(&sha256_hex(s.as_bytes()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.id, stored.certificate_id);
+    }
+    let report = w.store.verify_audit_chain().await.unwrap();
+    assert_eq!(report.first_break, None);
+    let issued = w
+        .store
+        .audit_events(&crate::store::AuditFilter {
+            action: Some("enroll.issued".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(issued.len(), 40);
+}
+
+#[tokio::test]
+async fn an_issuance_that_cannot_be_stored_fails_alone_in_its_batch() {
+    let w = world().await;
+    let devices = w.account("devices").await;
+    let answers = store_all(
+        &w.store,
+        vec![
+            issuance(&devices, "0C01"),
+            issuance(&devices, "0C02"),
+            // The same serial again: refused, and only it.
+            issuance(&devices, "0C02"),
+            issuance(&devices, "0C03"),
+        ],
+    )
+    .await;
+    assert!(answers[0].is_ok() && answers[1].is_ok() && answers[3].is_ok());
+    assert!(
+        matches!(answers[2], Err(crate::store::StoreError::Conflict(_))),
+        "{:?}",
+        answers[2]
+    );
+    let report = w.store.verify_audit_chain().await.unwrap();
+    assert_eq!(report.first_break, None);
+}
+
+#[tokio::test]
+async fn a_batch_whose_commit_fails_stores_none_and_says_ask_again() {
+    use sea_orm::ConnectionTrait;
+    let w = world().await;
+    let devices = w.account("devices").await;
+    let before = w.store.count_orders().await.unwrap();
+    // Without the audit chain's head no event can be appended, so the transaction that
+    // carries the batch fails as a whole.
+    w.store
+        .db()
+        .execute_unprepared("DELETE FROM audit_head")
+        .await
+        .unwrap();
+    let answers = store_all(
+        &w.store,
+        vec![issuance(&devices, "0D01"), issuance(&devices, "0D02")],
+    )
+    .await;
+    for a in answers {
+        let e: Error = a.unwrap_err().into();
+        assert!(
+            matches!(e.kind, ErrorKind::Unavailable { retry_after: 1 }),
+            "{e:?}"
+        );
+    }
+    assert_eq!(w.store.count_orders().await.unwrap(), before);
+    assert!(w
+        .store
+        .certificate_by_sha256(&sha256_hex(b"0D01"))
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 
 use super::entities::{audit_event, audit_head};
@@ -83,61 +83,81 @@ pub(super) async fn append(
     object: &str,
     now: UnixTime,
 ) -> Result<i64> {
-    let (seq, prev_hash) = next_link(db).await?;
-    let mut event = AuditEvent {
-        seq,
-        at: now,
-        actor: e.actor.name.clone(),
-        role: e.actor.role,
-        action: e.action.clone(),
-        object: if e.object.is_empty() {
-            object.to_string()
-        } else {
-            e.object.clone()
-        },
-        detail: e.detail.clone(),
-        before: e.before.clone(),
-        after: e.after.clone(),
-        source: e.actor.source.clone(),
-        request_id: e.actor.request_id.clone(),
-        organisation_id: e.organisation_id,
-        department_id: e.department_id,
-        prev_hash,
-        hash: String::new(),
-    };
-    event.hash = chain_hash(&event);
-    audit_event::ActiveModel {
-        seq: Set(Some(event.seq)),
-        at: Set(event.at),
-        actor: Set(event.actor),
-        role: Set(event.role.map(|r| r.as_str().to_string())),
-        action: Set(event.action),
-        object: Set(event.object),
-        detail: Set(event.detail),
-        before: Set(event.before),
-        after: Set(event.after),
-        source_addr: Set(event.source),
-        request_id: Set(event.request_id),
-        organisation_id: Set(event.organisation_id),
-        department_id: Set(event.department_id),
-        prev_hash: Set(Some(event.prev_hash)),
-        hash: Set(Some(event.hash.clone())),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?;
-    set_head_hash(db, event.hash).await?;
-    Ok(event.seq)
+    append_all(db, &[(e, object)], now).await
 }
 
-/// Takes the next place in the chain: its sequence number and the hash it follows. The
-/// head is bumped first: on PostgreSQL that UPDATE locks the head row until the transaction
-/// ends, so the read sees the latest hash and no other append interleaves.
-async fn next_link(db: &impl ConnectionTrait) -> Result<(i64, String)> {
+/// Appends events in order in the caller's transaction and returns the last one's
+/// sequence number (the head's, when `entries` is empty). However many there are, the head
+/// is taken and moved once and the rows go in one INSERT: a batch of issuances committed
+/// together (batch.rs) pays for its audit trail about what one pays.
+pub(super) async fn append_all(
+    db: &impl ConnectionTrait,
+    entries: &[(&AuditEntry, &str)],
+    now: UnixTime,
+) -> Result<i64> {
+    let (last, mut prev_hash) = next_links(db, entries.len() as i64).await?;
+    if entries.is_empty() {
+        return Ok(last);
+    }
+    let first = last - entries.len() as i64 + 1;
+    let mut rows = Vec::with_capacity(entries.len());
+    for (seq, (e, object)) in (first..).zip(entries) {
+        let mut event = AuditEvent {
+            seq,
+            at: now,
+            actor: e.actor.name.clone(),
+            role: e.actor.role,
+            action: e.action.clone(),
+            object: if e.object.is_empty() {
+                object.to_string()
+            } else {
+                e.object.clone()
+            },
+            detail: e.detail.clone(),
+            before: e.before.clone(),
+            after: e.after.clone(),
+            source: e.actor.source.clone(),
+            request_id: e.actor.request_id.clone(),
+            organisation_id: e.organisation_id,
+            department_id: e.department_id,
+            prev_hash,
+            hash: String::new(),
+        };
+        event.hash = chain_hash(&event);
+        prev_hash = event.hash.clone();
+        rows.push(audit_event::ActiveModel {
+            seq: Set(Some(event.seq)),
+            at: Set(event.at),
+            actor: Set(event.actor),
+            role: Set(event.role.map(|r| r.as_str().to_string())),
+            action: Set(event.action),
+            object: Set(event.object),
+            detail: Set(event.detail),
+            before: Set(event.before),
+            after: Set(event.after),
+            source_addr: Set(event.source),
+            request_id: Set(event.request_id),
+            organisation_id: Set(event.organisation_id),
+            department_id: Set(event.department_id),
+            prev_hash: Set(Some(event.prev_hash)),
+            hash: Set(Some(event.hash)),
+            ..Default::default()
+        });
+    }
+    audit_event::Entity::insert_many(rows).exec(db).await?;
+    set_head_hash(db, prev_hash).await?;
+    Ok(last)
+}
+
+/// Takes the next `n` places in the chain: the last one's sequence number and the hash the
+/// first follows. The head is bumped first: on PostgreSQL that UPDATE locks the head row
+/// until the transaction ends, so the read sees the latest hash and no other append
+/// interleaves.
+async fn next_links(db: &impl ConnectionTrait, n: i64) -> Result<(i64, String)> {
     audit_head::Entity::update_many()
         .col_expr(
             audit_head::Column::Seq,
-            Expr::col(audit_head::Column::Seq).add(1),
+            Expr::col(audit_head::Column::Seq).add(n),
         )
         .filter(audit_head::Column::Id.eq(HEAD))
         .exec(db)
@@ -208,7 +228,7 @@ impl Store {
         let txn = self.db.begin().await?;
         let n = legacy.len() as u64;
         for m in legacy {
-            let (seq, prev_hash) = next_link(&txn).await?;
+            let (seq, prev_hash) = next_links(&txn, 1).await?;
             let id = m.id;
             let mut e = event_from(m)?;
             e.seq = seq;

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 #[cfg(test)]
 mod audit_tests;
+mod batch;
 mod entities;
 mod lifecycle;
 mod people;
@@ -20,6 +21,7 @@ use sea_orm::{
 
 pub use admin::{AdminChanges, AdminCredentials, Idempotent, NewAdmin};
 pub use audit::{chain_hash, AuditFilter, ChainReport};
+pub use batch::{BatchStats, Issuance, OrderOf, Stored};
 use entities::*;
 pub use lifecycle::{Notice, NoticeKind, OrderFilter};
 pub use people::{tombstone_email, OrganisationChanges, PersonChanges, PersonFilter, References};
@@ -52,6 +54,9 @@ pub enum StoreError {
     /// The SQLite database file could not be created.
     #[error("database file {0}")]
     Io(String),
+    /// The database did not take the write now; asking again shortly may succeed.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<StoreError> for crate::error::Error {
@@ -68,6 +73,13 @@ impl From<StoreError> for crate::error::Error {
                 crate::error::ErrorKind::PreconditionFailed,
                 format!("{what} was changed since you read it; read it again and retry"),
             ),
+            StoreError::Unavailable(why) => {
+                tracing::warn!("{why}");
+                crate::error::Error::new(
+                    crate::error::ErrorKind::Unavailable { retry_after: 1 },
+                    "the certificate could not be stored just now; ask again in a moment",
+                )
+            }
             other => crate::error::Error::internal(other),
         }
     }
@@ -90,6 +102,7 @@ fn conflict(what: &str) -> impl Fn(DbErr) -> StoreError + '_ {
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    committer: batch::Committer,
 }
 
 /// Fields of a new person.
@@ -305,26 +318,29 @@ impl Store {
         // in estgate-bench. One connection queues them in the pool instead.
         let sqlite = url.starts_with("sqlite:");
         opts.sqlx_logging(false)
-            .max_connections(if sqlite { 1 } else { 16 });
+            .max_connections(if sqlite { 1 } else { 16 })
+            // Set on every connection the pool opens, also one that replaces another after
+            // its idle or lifetime limit. A certificate's answer leaves after its commit, so
+            // the commit must survive a power loss: WAL with synchronous=FULL (NORMAL may
+            // lose the last commits), and on PostgreSQL synchronous_commit on whatever the
+            // server's default. Group commit (batch.rs) shares the fsync between issuances.
+            // busy_timeout makes a second process's writer wait instead of failing.
+            .map_sqlx_sqlite_opts(|o| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(std::time::Duration::from_secs(5))
+                    .foreign_keys(true)
+            })
+            .map_sqlx_postgres_opts(|o| o.options([("synchronous_commit", "on")]));
         let db = Database::connect(opts).await?;
-        if db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
-            // WAL lets readers proceed during a write; busy_timeout makes concurrent
-            // writers wait instead of failing with SQLITE_BUSY.
-            for pragma in [
-                "PRAGMA journal_mode=WAL",
-                "PRAGMA busy_timeout=5000",
-                "PRAGMA foreign_keys=ON",
-                "PRAGMA synchronous=NORMAL",
-            ] {
-                db.execute_unprepared(pragma).await?;
-            }
-        }
         if let Some(file) = &file {
             keep_private(file);
         }
         use estgate_migrations::MigratorTrait;
         estgate_migrations::Migrator::up(&db, None).await?;
-        let store = Store { db };
+        let committer = batch::Committer::start(db.clone());
+        let store = Store { db, committer };
         store.seal_unchained_audit().await?;
         Ok(store)
     }
@@ -820,7 +836,8 @@ impl Store {
         Ok(order.id)
     }
 
-    /// Stores the signed certificate and marks its order issued, in one transaction.
+    /// Stores the signed certificate and marks its order (in `signing`) issued, durably,
+    /// in the next group commit.
     pub async fn store_certificate(
         &self,
         order_id: Id,
@@ -829,44 +846,27 @@ impl Store {
         notices: &[Notice],
         now: UnixTime,
     ) -> Result<Id> {
-        let txn = self.db.begin().await?;
-        let m = certificate::ActiveModel {
-            order_id: Set(order_id),
-            serial: Set(cert.serial.clone()),
-            subject: Set(cert.subject.clone()),
-            not_before: Set(cert.not_before),
-            not_after: Set(cert.not_after),
-            der: Set(cert.der.clone()),
-            sha256: Set(cert.sha256.clone()),
-            status: Set(CertStatus::Valid.as_str().to_string()),
-            revoked_at: Set(None),
-            revocation_reason: Set(None),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await
-        .map_err(conflict("certificate serial"))?;
-        cert_order::Entity::update_many()
-            .col_expr(
-                cert_order::Column::Status,
-                Expr::value(OrderStatus::Issued.as_str()),
-            )
-            .col_expr(cert_order::Column::UpdatedAt, Expr::value(now))
-            .filter(cert_order::Column::Id.eq(order_id))
-            .exec(&txn)
-            .await?;
-        insert_audit(&txn, audit, &format!("certificate {}", cert.serial), now).await?;
-        let notices: Vec<Notice> = notices
-            .iter()
-            .cloned()
-            .map(|mut n| {
-                n.certificate_id = Some(m.id);
-                n
+        let stored = self
+            .store_issuance(Issuance {
+                order: OrderOf::Signing(order_id),
+                cert: cert.clone(),
+                audit: audit.clone(),
+                notices: notices.to_vec(),
+                now,
             })
-            .collect();
-        lifecycle::queue(&txn, &notices, now).await?;
-        txn.commit().await?;
-        Ok(m.id)
+            .await?;
+        Ok(stored.certificate_id)
+    }
+
+    /// Stores a signed certificate with its order, audit event and mail, durably: returns
+    /// once the group commit that carries it has committed (batch.rs).
+    pub async fn store_issuance(&self, issuance: Issuance) -> Result<Stored> {
+        self.committer.commit(issuance).await
+    }
+
+    /// Group-commit figures since start.
+    pub fn batch_stats(&self) -> &std::sync::Arc<BatchStats> {
+        self.committer.stats()
     }
 
     pub async fn certificate_by_sha256(&self, sha256: &str) -> Result<Option<CertificateRecord>> {
@@ -1160,6 +1160,39 @@ mod file_tests {
         for suffix in ["", "-wal", "-shm"] {
             assert_eq!(mode(&db, suffix), 0o600, "estgate.db{suffix} reopened");
         }
+    }
+
+    /// Durability is a property of each connection: the pool's own settings, not a
+    /// statement run once after connecting (a connection opened later would miss it).
+    #[tokio::test]
+    async fn sqlite_connections_commit_durably_in_wal() {
+        use sea_orm::Statement;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("e.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let pragma = |name: &str| {
+            let db = store.db().clone();
+            let sql = format!("PRAGMA {name}");
+            async move {
+                let row = db
+                    .query_one(Statement::from_string(
+                        sea_orm::DatabaseBackend::Sqlite,
+                        sql,
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                row.try_get_by_index::<i64>(0)
+                    .map(|n| n.to_string())
+                    .or_else(|_| row.try_get_by_index::<String>(0))
+                    .unwrap()
+            }
+        };
+        // FULL is 2 (NORMAL, 1, may lose the last commits on power loss).
+        assert_eq!(pragma("synchronous").await, "2");
+        assert_eq!(pragma("journal_mode").await, "wal");
+        assert_eq!(pragma("foreign_keys").await, "1");
+        assert_eq!(pragma("busy_timeout").await, "5000");
     }
 
     #[test]
