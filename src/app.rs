@@ -141,6 +141,7 @@ pub async fn admin_ra(config: &Config) -> Result<Ra, AppError> {
     let ca = Arc::new(load_ca(config)?);
     Ok(Ra::new(store, ca, clock)
         .with_guess_limits(config.guessing)
+        .with_read_cache(config.read_cache)
         .with_approvers(config.approver_emails.clone())
         .with_public_url(config.public_url.clone())
         .with_seal_key(load_seal_key(config)?))
@@ -239,6 +240,7 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
     let ra = Ra::new(store.clone(), ca.clone(), clock.clone())
         .with_email_link_ttl(config.mail.link_ttl_secs)
         .with_guess_limits(config.guessing)
+        .with_read_cache(config.read_cache)
         .with_approvers(config.approver_emails.clone())
         .with_public_url(config.public_url.clone())
         .with_publisher(publisher.clone())

@@ -60,6 +60,8 @@ struct RawConfig {
     failures_per_client: Option<String>,
     #[serde(default, deserialize_with = "text_or_number")]
     failures_per_account: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
+    read_cache_ms: Option<String>,
     // Connection bounds and proxies (web::limits, web::forwarded).
     #[serde(default, deserialize_with = "text_or_number")]
     max_connections: Option<String>,
@@ -120,6 +122,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("argon2_concurrency", "ESTGATE_ARGON2_CONCURRENCY", "secret verifications (Argon2) running at once in this process, 1..1024 (default: the number of cores)"),
     ("argon2_queue", "ESTGATE_ARGON2_QUEUE", "guesses waiting for a verification; beyond them 503 with Retry-After, 0..65536 (default twice argon2_concurrency)"),
     ("failures_per_client", "ESTGATE_FAILURES_PER_CLIENT", "failed authentications per client address (IPv4, IPv6 /64) in 15 minutes across all accounts, endpoints and admin sign-in, then 429 (default 50)"),
+    ("read_cache_ms", "ESTGATE_READ_CACHE_MS", "how long the account, profile, organisation and department an enrollment reads are kept, 0..60000 ms; a change made by another process (the CLI, a second server) is in force after at most this long, one made through this server's API at once (default 2000; 0: always read)"),
     ("failures_per_account", "ESTGATE_FAILURES_PER_ACCOUNT", "failed authentications of everybody on one EST account, or at one form's access-code step, in 15 minutes, then 429 for everybody (default 200)"),
     ("max_connections", "ESTGATE_MAX_CONNECTIONS", "HTTPS connections held at once; more are closed on arrival (default 1024)"),
     ("max_connections_per_address", "ESTGATE_MAX_CONNECTIONS_PER_ADDRESS", "HTTPS connections held at once from one TCP peer address; trusted proxies are exempt (default 64)"),
@@ -164,6 +167,9 @@ pub struct Config {
     pub expiry_reminder_days: Vec<u32>,
     /// Limits on guessing secrets and on Argon2 work.
     pub guessing: crate::ra::GuessLimits,
+    /// How long an account, profile, organisation or department read for enrollment is
+    /// kept (ra/cache.rs); zero: not kept.
+    pub read_cache: std::time::Duration,
     /// Connection caps and timeouts of the HTTPS listener.
     pub limits: crate::web::limits::Limits,
     /// Reverse proxies believed about the client's address.
@@ -205,7 +211,8 @@ impl Config {
             }
             None => RawConfig::default(),
         };
-        let fields: [(&str, &mut Option<String>); 34] = [
+        let fields: [(&str, &mut Option<String>); 35] = [
+            ("ESTGATE_READ_CACHE_MS", &mut raw.read_cache_ms),
             ("ESTGATE_ARGON2_CONCURRENCY", &mut raw.argon2_concurrency),
             ("ESTGATE_ARGON2_QUEUE", &mut raw.argon2_queue),
             ("ESTGATE_FAILURES_PER_CLIENT", &mut raw.failures_per_client),
@@ -393,6 +400,10 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
         expiry_reminder_days.sort_unstable_by(|a, b| b.cmp(a));
         expiry_reminder_days.dedup();
+        let read_cache = std::time::Duration::from_millis(
+            bounded_number("read_cache_ms", raw.read_cache_ms.as_deref(), 0..=60_000)?
+                .unwrap_or(2_000),
+        );
         let guessing = guess_limits(GuessKeys {
             argon2_concurrency: raw.argon2_concurrency,
             argon2_queue: raw.argon2_queue,
@@ -431,6 +442,7 @@ impl Config {
             approver_emails,
             expiry_reminder_days,
             guessing,
+            read_cache,
             limits,
             trusted_proxies,
         })

@@ -3,6 +3,7 @@
 //! (record intent → sign → store).
 
 pub mod admin;
+mod cache;
 mod lifecycle;
 mod plan;
 pub mod publication;
@@ -69,6 +70,8 @@ pub struct Ra {
     /// How much guessing is admitted (throttle.rs), and the Argon2 slots of this process.
     guess_limits: throttle::GuessLimits,
     verifications: Arc<throttle::Verifications>,
+    /// Accounts, profiles, organisations and departments read recently (cache.rs).
+    reads: Arc<cache::ReadCache>,
 }
 
 /// A certificate for a key the server generated; the key exists only in this value.
@@ -117,7 +120,31 @@ impl Ra {
             verifications: Arc::new(throttle::Verifications::new(
                 &throttle::GuessLimits::default(),
             )),
+            reads: Arc::new(cache::ReadCache::new(cache::DEFAULT_MAX_AGE)),
         }
+    }
+
+    /// How long a value read for enrollment may be kept (config `read_cache_ms`; zero:
+    /// not kept).
+    pub fn with_read_cache(mut self, max_age: std::time::Duration) -> Ra {
+        self.reads = Arc::new(cache::ReadCache::new(max_age));
+        self
+    }
+
+    /// A profile, through the read cache.
+    async fn kept_profile(&self, id: crate::domain::Id) -> Result<Profile, Error> {
+        Ok(self.reads.profile(id, self.store.profile(id)).await?)
+    }
+
+    /// An organisation, through the read cache.
+    async fn kept_organisation(
+        &self,
+        id: crate::domain::Id,
+    ) -> Result<crate::domain::Organisation, Error> {
+        Ok(self
+            .reads
+            .organisation(id, self.store.organisation(id))
+            .await?)
     }
 
     /// The limits on guessing and on Argon2 work (config `argon2_concurrency`, …).
@@ -167,8 +194,16 @@ impl Ra {
     /// The account an EST label names, or the default account when there is no label.
     pub async fn account_for_label(&self, label: Option<&str>) -> Result<Account, Error> {
         let found = match label {
-            Some(l) => self.store.account_by_label(l).await?,
-            None => self.store.default_account().await?,
+            Some(l) => {
+                self.reads
+                    .account(label, self.store.account_by_label(l))
+                    .await?
+            }
+            None => {
+                self.reads
+                    .account(None, self.store.default_account())
+                    .await?
+            }
         };
         found.ok_or_else(|| match label {
             Some(l) => Error::not_found(format!("unknown EST label {l:?}")),
@@ -185,11 +220,7 @@ impl Ra {
         &self,
         account: &Account,
     ) -> Result<Vec<crate::domain::KeyType>, Error> {
-        Ok(self
-            .store
-            .profile(est_profile_id(account)?)
-            .await?
-            .key_types)
+        Ok(self.kept_profile(est_profile_id(account)?).await?.key_types)
     }
 
     /// EST `/simpleenroll`: Basic credentials, then policy, then issuance.
@@ -383,7 +414,7 @@ impl Ra {
                         "the person is not in this account's department",
                     ));
                 }
-                let org = self.store.organisation(account.organisation_id).await?;
+                let org = self.kept_organisation(account.organisation_id).await?;
                 Self::check_domain(&org, &email)?;
                 (Some(person), email.to_string(), Vec::new())
             }
@@ -489,10 +520,7 @@ impl Ra {
     /// What may be issued for this requester: subject from the person record, or device
     /// names from the CSR that the organisation owns.
     async fn plan(&self, auth: &Authorized, csr: &Csr) -> Result<IssuancePlan, Error> {
-        let org = self
-            .store
-            .organisation(auth.account.organisation_id)
-            .await?;
+        let org = self.kept_organisation(auth.account.organisation_id).await?;
         let department = self.department_name(auth).await?;
         let now = self.clock.now();
         let plan = match auth.profile.subject_source {
@@ -696,7 +724,12 @@ impl Ra {
             .department_id
             .or_else(|| auth.person.as_ref().and_then(|p| p.department_id));
         match id {
-            Some(id) => Ok(Some(self.store.department(id).await?.name)),
+            Some(id) => Ok(Some(
+                self.reads
+                    .department(id, self.store.department(id))
+                    .await?
+                    .name,
+            )),
             None => Ok(None),
         }
     }
@@ -728,7 +761,7 @@ impl Ra {
             .profile_ids
             .first()
             .ok_or_else(|| Error::forbidden("this account has no certificate profile"))?;
-        let profile = self.store.profile(profile_id).await?;
+        let profile = self.kept_profile(profile_id).await?;
         match account.authorization {
             Authorization::None => {
                 let email = EmailAddress::parse(&c.username);
@@ -744,7 +777,7 @@ impl Ra {
                 };
                 throttle::forget_failures(&self.store, &keys, &recent_failures).await?;
                 Self::check_person_active(&person)?;
-                let org = self.store.organisation(account.organisation_id).await?;
+                let org = self.kept_organisation(account.organisation_id).await?;
                 Self::check_domain(&org, &email)?;
                 if let Some(dept) = account.department_id {
                     if person.department_id != Some(dept) {
@@ -789,7 +822,7 @@ impl Ra {
                             "the user name must be your email address: a confirmation link is sent to it",
                         )
                     })?;
-                    let org = self.store.organisation(account.organisation_id).await?;
+                    let org = self.kept_organisation(account.organisation_id).await?;
                     Self::check_domain(&org, &email)?;
                     let person = self
                         .store

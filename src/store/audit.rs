@@ -5,6 +5,7 @@
 //! appends; SQLite has one writer anyway.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -75,6 +76,17 @@ pub fn chain_hash(e: &AuditEvent) -> String {
     hex::encode(ctx.finish().as_ref())
 }
 
+/// Audited changes made by this process so far. Every administrative change writes an
+/// audit event through `append`, so a reader that keeps values (ra/cache.rs) knows by this
+/// count that something may have changed. Issuance batches (`append_all` alone) do not
+/// count: they change no kept object.
+static CHANGES: AtomicU64 = AtomicU64::new(0);
+
+/// The count of audited changes this process has made (see `CHANGES`).
+pub fn changes_seen() -> u64 {
+    CHANGES.load(Ordering::Acquire)
+}
+
 /// Appends one event in the caller's transaction (`db` must be one, or a connection that
 /// no one else writes through) and returns its sequence number.
 pub(super) async fn append(
@@ -83,6 +95,7 @@ pub(super) async fn append(
     object: &str,
     now: UnixTime,
 ) -> Result<i64> {
+    CHANGES.fetch_add(1, Ordering::AcqRel);
     append_all(db, &[(e, object)], now).await
 }
 

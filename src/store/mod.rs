@@ -20,7 +20,7 @@ use sea_orm::{
 };
 
 pub use admin::{AdminChanges, AdminCredentials, Idempotent, NewAdmin};
-pub use audit::{chain_hash, AuditFilter, ChainReport};
+pub use audit::{chain_hash, changes_seen, AuditFilter, ChainReport};
 pub use batch::{BatchStats, Issuance, OrderOf, Stored};
 use entities::*;
 pub use lifecycle::{Notice, NoticeKind, OrderFilter};
