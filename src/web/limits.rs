@@ -61,6 +61,8 @@ impl Default for Limits {
 /// what a CONTINUATION flood can make the decoder hold), and reset-flood counters (the
 /// "rapid reset" and "made you reset" attacks).
 pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// hyper's server default as well (h2's own is 16 MiB); set here so that ours does not
+/// depend on hyper's choice.
 pub const H2_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
 /// Streams reset by the client before the server has taken them up, at once: in practice
 /// HEADERS and RST_STREAM that arrive in one batch, which an honest client seldom sends even

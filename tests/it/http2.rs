@@ -2,9 +2,9 @@
 //! against the real server by speaking HTTP/2 by hand over TLS with ALPN `h2`: a frame codec
 //! of a few lines, and header blocks of HPACK static-table indexes and plain literals
 //! (RFC 7541 §6.1, §6.2). No HTTP/2 client library sends the malformed floods these bounds
-//! are for. Each test would pass against hyper's defaults only if it proved nothing, so each
-//! is chosen to fail without its builder line (noted at each). Waits are upper bounds on how
-//! long the server may take, not measurements.
+//! are for. Each test is chosen to fail without its builder line, except where hyper's
+//! default is already ours (noted at each). Waits are upper bounds on how long the server
+//! may take, not measurements.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -451,8 +451,9 @@ async fn a_stream_beyond_the_concurrency_bound_is_refused_and_the_connection_sti
 /// the server to answer between them, until it refuses or 1 MiB has been sent. h2 derives
 /// the number of CONTINUATION frames it takes in one header block from the header list bound
 /// (`max(5, bound / 16 KiB × 1.25)`), and answers one more with GOAWAY ENHANCE_YOUR_CALM
-/// ("too_many_continuations"): with our 16 KiB that is the 6th, 28 KiB in. Without
-/// `.max_header_list_size(..)` hyper's 16 MiB lets 1280 frames (5 MiB) through.
+/// ("too_many_continuations"): with 16 KiB that is the 6th, 28 KiB in. hyper's server
+/// default is 16 KiB too, so this test passes without `.max_header_list_size(..)`; it fails
+/// with h2's own default of 16 MiB there, which lets 1280 frames (5 MiB) through.
 #[tokio::test]
 async fn a_continuation_flood_is_refused_with_goaway_enhance_your_calm() {
     let s = start().await;
@@ -512,8 +513,8 @@ async fn a_continuation_flood_is_refused_with_goaway_enhance_your_calm() {
 }
 
 /// A whole header list over the bound gets 431 on its stream, and the connection goes on;
-/// one under it is served. Without `.max_header_list_size(..)` (hyper: 16 MiB) the 20 KiB
-/// list is served too.
+/// one under it is served. Like the flood test this passes without our builder line (hyper's
+/// server default is the same 16 KiB) and fails with h2's 16 MiB, which serves the 20 KiB list.
 #[tokio::test]
 async fn a_header_list_over_the_bound_gets_431_and_one_under_it_is_served() {
     let s = start().await;
@@ -655,24 +656,32 @@ const SHORT: &[(&str, &str)] = &[
     ("ESTGATE_HEADER_TIMEOUT_SECS", "1"),
 ];
 
-/// hyper's HTTP/2 has no bound of its own on a connection without streams; `Bounded` under
-/// it closes one that sends the preface and SETTINGS and then nothing, and one idle after
-/// its last response. Without `Bounded` both stay open.
+/// hyper's HTTP/2 has no bound of its own on a connection without streams (its keep-alive
+/// pings are off); `Bounded` under it closes one that sends the preface and SETTINGS and then
+/// nothing. Without `Bounded` it stays open.
 #[tokio::test]
-async fn silent_and_idle_http2_connections_are_closed() {
+async fn an_http2_connection_silent_after_its_settings_is_closed() {
     let s = start_with(SHORT).await;
     let mut silent = H2::open(&s).await;
     assert!(
         silent.closed_within(Duration::from_secs(8)).await,
         "an HTTP/2 connection silent after its SETTINGS was still open"
     );
+    s.stop().await;
+}
+
+/// The same once the connection has been served and then left idle. Without `Bounded` it
+/// stays open.
+#[tokio::test]
+async fn an_http2_connection_idle_after_its_last_response_is_closed() {
+    let s = start_with(SHORT).await;
     let mut idle = H2::open(&s).await;
     idle.server_settings().await;
     idle.send(&[get(1, CACERTS)]).await.unwrap();
     cacerts_served(&mut idle, &s, 1).await;
     assert!(
         idle.closed_within(Duration::from_secs(8)).await,
-        "an idle HTTP/2 connection was still open"
+        "an HTTP/2 connection idle after its response was still open"
     );
     s.stop().await;
 }
