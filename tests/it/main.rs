@@ -14,6 +14,7 @@ mod data_dir;
 mod enroll;
 mod est;
 mod fuzz_seeds;
+mod http2;
 mod mail;
 mod outside;
 mod pkcs12;
