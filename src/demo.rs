@@ -11,8 +11,8 @@ use crate::domain::{
 };
 use crate::error::{Error, ErrorKind};
 use crate::ra::admin::{
-    AccountRequest, AdminRequest, Caller, EndpointRequest, OrganisationChanges, OrganisationRequest,
-    PersonRequest, ProfileRequest, SecretIdChoice,
+    AccountRequest, AdminRequest, Caller, EndpointRequest, OrganisationChanges,
+    OrganisationRequest, PersonRequest, ProfileRequest, SecretIdChoice,
 };
 use crate::ra::Ra;
 
@@ -312,10 +312,7 @@ pub async fn seed(ra: &Ra) -> Result<Demo, Error> {
 async fn profile(ra: &Ra, caller: &Caller, r: ProfileRequest) -> Result<Profile, Error> {
     match absent(ra.profile_named(caller, &r.name).await)? {
         Some(p) => Ok(p),
-        None => ra
-            .add_profile(caller, r)
-            .await
-            .map_err(in_step("profile")),
+        None => ra.add_profile(caller, r).await.map_err(in_step("profile")),
     }
 }
 
