@@ -203,3 +203,43 @@ async fn a_second_demo_run_reuses_the_data_and_resets_only_the_secrets() {
     );
     s.stop().await;
 }
+
+/// An organisation without an organizationIdentifier (made before the demo set one, or
+/// cleared by an operator) gets the demo's again: the person profile is sponsor-validated
+/// S/MIME, whose certificates must name it.
+#[tokio::test]
+async fn a_second_demo_run_restores_a_missing_organization_identifier() {
+    let s = start().await;
+    let ra = &s.running.as_ref().unwrap().ra;
+    let op = Caller::operator("it");
+    let org = ra
+        .organisation_named(&op, estgate::demo::ORG)
+        .await
+        .unwrap();
+    let cleared = ra
+        .edit_organisation(
+            &op,
+            org.id,
+            None,
+            estgate::ra::admin::OrganisationChanges {
+                organization_identifier: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(cleared.organization_identifier, None);
+    estgate::demo::seed(&estgate::app::admin_ra(&s.config).await.unwrap())
+        .await
+        .unwrap();
+    let again = ra
+        .organisation_named(&op, estgate::demo::ORG)
+        .await
+        .unwrap();
+    assert_eq!(again.id, org.id);
+    assert_eq!(
+        again.organization_identifier.as_deref(),
+        Some(estgate::demo::DEMO_ORGANIZATION_IDENTIFIER)
+    );
+    s.stop().await;
+}
