@@ -4,17 +4,23 @@
 
 use std::path::Path;
 
-use crate::cli::SECRET_LEN;
 use crate::config::Config;
 use crate::domain::{
-    generate_secret, hash_secret, Actor, AuthType, Authorization, CsrMethod, EmailAddress, KeyType,
-    Pkcs12Encryption, SubjectSource, UnixTime,
+    generate_secret, Account, AuthType, Authorization, CsrMethod, Id, KeyType, Pkcs12Encryption,
+    Profile, Role, Secret, SmimeGeneration, SmimeType, SmimeValidation, SubjectSource, SECRET_LEN,
 };
-use crate::store::{AuditEntry, NewAccount, NewEndpoint, NewPerson, NewProfile, Store, StoreError};
+use crate::error::{Error, ErrorKind};
+use crate::ra::admin::{
+    AccountRequest, AdminRequest, Caller, EndpointRequest, OrganisationChanges,
+    OrganisationRequest, PersonRequest, ProfileRequest, SecretIdChoice,
+};
+use crate::ra::Ra;
 
 pub const ORG: &str = "Example Organisation";
 pub const DEMO_ORGANIZATION_IDENTIFIER: &str = "NTRUS+DE-0000000";
 pub const DOMAIN: &str = "example.org";
+/// The demo's form and EST entry point.
+pub const ENDPOINT: &str = "Example self-enrollment";
 pub const PERSON: &str = "alice@example.org";
 pub const DEVICE: &str = "device-001.example.org";
 /// Any address of the domain works for the visitors account; this one is the example.
@@ -47,8 +53,7 @@ pub const ADMIN: &str = "admin@example.org";
 /// key (the old keys stay until they expire or are revoked). One of the two writes that
 /// skip the API's authentication, with the bootstrap `admin add`: the actor is the
 /// operator `demo`.
-pub async fn seed_admin(ra: &crate::ra::Ra) -> Result<DemoAdmin, crate::error::Error> {
-    use crate::ra::admin::{AdminRequest, Caller};
+pub async fn seed_admin(ra: &Ra) -> Result<DemoAdmin, Error> {
     let caller = Caller::operator("demo");
     let password = generate_secret(SECRET_LEN);
     let existing = ra
@@ -68,14 +73,14 @@ pub async fn seed_admin(ra: &crate::ra::Ra) -> Result<DemoAdmin, crate::error::E
                     AdminRequest {
                         name: "Demo Administrator".into(),
                         email: ADMIN.into(),
-                        role: crate::domain::Role::Mrao,
+                        role: Role::Mrao,
                         organisation_ids: Vec::new(),
                         department_ids: Vec::new(),
                         password: Some(password.clone()),
                     },
                 )
                 .await?;
-            let totp = totp.ok_or_else(|| crate::error::Error::internal("no TOTP secret"))?;
+            let totp = totp.ok_or_else(|| Error::internal("no TOTP secret"))?;
             (a, totp)
         }
     };
@@ -90,56 +95,86 @@ pub async fn seed_admin(ra: &crate::ra::Ra) -> Result<DemoAdmin, crate::error::E
     })
 }
 
-fn missing<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+/// `Ok(None)` for an object the RA does not know yet, so that a second run finds what the
+/// first made instead of failing on its name.
+fn absent<T>(r: Result<T, Error>) -> Result<Option<T>, Error> {
     match r {
         Ok(v) => Ok(Some(v)),
-        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo, StoreError> {
-    let org = match missing(store.organisation_by_name(ORG).await)? {
+/// An RA refusal, saying which part of the demo data it concerns: `serve --demo` stops with
+/// it (e.g. a configured CA that ends before a demo profile's two-year term would).
+fn in_step(what: impl std::fmt::Display) -> impl FnOnce(Error) -> Error {
+    move |e| Error {
+        message: format!("demo {what}: {}", e.message),
+        ..e
+    }
+}
+
+/// Makes the demo data, or finds it by name, and resets its secrets. Everything goes
+/// through the administration verbs as the operator `demo`, as `estgate … --operator demo`
+/// would: the RA applies its rules and writes the audit events (`cli:demo`), the secret-ID
+/// reset and the access-code rotations among them, which already say that a run reset the
+/// demo secrets.
+pub async fn seed(ra: &Ra) -> Result<Demo, Error> {
+    let caller = Caller::operator("demo");
+    let org = match absent(ra.organisation_named(&caller, ORG).await)? {
         Some(o) => o,
-        None => {
-            store
-                .create_organisation(ORG, &[DOMAIN.to_string()], now)
-                .await?
-        }
+        None => ra
+            .add_organisation(
+                &caller,
+                OrganisationRequest {
+                    name: ORG.into(),
+                    domains: vec![DOMAIN.into()],
+                    organization_identifier: Some(DEMO_ORGANIZATION_IDENTIFIER.into()),
+                },
+            )
+            .await
+            .map_err(in_step("organisation"))?,
     };
     // Sponsor-validated S/MIME certificates name the organisation's registration (S/MIME
-    // BR §7.1.4.2.2): an invented national trade-register number for the example.
+    // BR §7.1.4.2.2): an invented national trade-register number for the example. An
+    // organisation made before the demo set one gets it now; one an operator changed keeps
+    // theirs.
     if org.organization_identifier.is_none() {
-        store
-            .set_organization_identifier(org.id, DEMO_ORGANIZATION_IDENTIFIER)
-            .await?;
+        ra.edit_organisation(
+            &caller,
+            org.id,
+            None,
+            OrganisationChanges {
+                organization_identifier: Some(Some(DEMO_ORGANIZATION_IDENTIFIER.into())),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(in_step("organizationIdentifier"))?;
     }
-    let email =
-        EmailAddress::parse(PERSON).ok_or_else(|| StoreError::Corrupt("demo email".into()))?;
-    let secret_id = generate_secret(SECRET_LEN);
-    match store.person_by_email(&email).await? {
-        Some(p) => {
-            store
-                .set_person_secret_id(p.id, &hash_secret(&secret_id))
-                .await?
-        }
-        None => {
-            store
-                .create_person(
-                    NewPerson {
-                        organisation_id: org.id,
-                        department_id: None,
-                        email: email.clone(),
-                        first_name: "Alice".into(),
-                        middle_name: String::new(),
-                        last_name: "Example".into(),
-                        secret_id_hash: Some(hash_secret(&secret_id)),
-                    },
-                    now,
-                )
-                .await?;
-        }
-    }
+    let secret_id = match absent(ra.person_by_email(&caller, PERSON).await)? {
+        Some(p) => ra
+            .reset_person_secret_id(&caller, p.id, None)
+            .await
+            .map_err(in_step("person"))?,
+        None => ra
+            .add_person(
+                &caller,
+                PersonRequest {
+                    organisation_id: org.id,
+                    department_id: None,
+                    email: PERSON.into(),
+                    first_name: "Alice".into(),
+                    middle_name: String::new(),
+                    last_name: "Example".into(),
+                    secret_id: SecretIdChoice::Generate,
+                },
+            )
+            .await
+            .map_err(in_step("person"))?
+            .secret_id
+            .ok_or_else(|| Error::internal("the demo person got no generated secret ID"))?,
+    };
     let all = [
         KeyType::Rsa { bits: 2048 },
         KeyType::Rsa { bits: 3072 },
@@ -147,97 +182,90 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
         KeyType::EcP256,
         KeyType::EcP384,
     ];
-    let person_profile = match missing(store.profile_by_name("person").await)? {
-        Some(p) => p,
-        None => {
-            store
-                .create_profile(NewProfile {
-                    name: "person".into(),
-                    subject_source: SubjectSource::Person,
-                    key_types: all.to_vec(),
-                    default_key_type: KeyType::Rsa { bits: 2048 },
-                    // S/MIME BR: at most 825 days, so whole years up to two.
-                    terms_years: vec![1, 2],
-                    default_term_years: 1,
-                    requires_approval: false,
-                    smime: Some(crate::domain::SmimeType {
-                        validation: crate::domain::SmimeValidation::Sponsor,
-                        generation: crate::domain::SmimeGeneration::Multipurpose,
-                    }),
-                })
-                .await?
-        }
-    };
-    let device_profile = match missing(store.profile_by_name("device").await)? {
-        Some(p) => p,
-        None => {
-            store
-                .create_profile(NewProfile {
-                    name: "device".into(),
-                    subject_source: SubjectSource::Device,
-                    key_types: vec![
-                        KeyType::EcP256,
-                        KeyType::EcP384,
-                        KeyType::Rsa { bits: 2048 },
-                        KeyType::Rsa { bits: 3072 },
-                    ],
-                    default_key_type: KeyType::EcP256,
-                    terms_years: vec![1, 2],
-                    default_term_years: 1,
-                    requires_approval: false,
-                    smime: None,
-                })
-                .await?
-        }
-    };
-    let endpoint = match missing(
-        store
-            .endpoint_by_name(org.id, "Example self-enrollment")
-            .await,
-    )? {
+    let person_profile = profile(
+        ra,
+        &caller,
+        ProfileRequest {
+            name: "person".into(),
+            subject_source: SubjectSource::Person,
+            key_types: all.to_vec(),
+            default_key_type: Some(KeyType::Rsa { bits: 2048 }),
+            // S/MIME BR: at most 825 days, so whole years up to two.
+            terms_years: vec![1, 2],
+            default_term_years: Some(1),
+            requires_approval: false,
+            smime: Some(SmimeType {
+                validation: SmimeValidation::Sponsor,
+                generation: SmimeGeneration::Multipurpose,
+            }),
+        },
+    )
+    .await?;
+    let device_profile = profile(
+        ra,
+        &caller,
+        ProfileRequest {
+            name: "device".into(),
+            subject_source: SubjectSource::Device,
+            key_types: vec![
+                KeyType::EcP256,
+                KeyType::EcP384,
+                KeyType::Rsa { bits: 2048 },
+                KeyType::Rsa { bits: 3072 },
+            ],
+            default_key_type: Some(KeyType::EcP256),
+            terms_years: vec![1, 2],
+            default_term_years: Some(1),
+            requires_approval: false,
+            smime: None,
+        },
+    )
+    .await?;
+    let endpoint = match absent(ra.endpoint_named(&caller, Some(org.id), ENDPOINT).await)? {
         Some(e) => e,
-        None => {
-            store
-                .create_endpoint(NewEndpoint {
+        None => ra
+            .add_endpoint(
+                &caller,
+                EndpointRequest {
                     organisation_id: org.id,
-                    name: "Example self-enrollment".into(),
-                    uri_extension: generate_secret(SECRET_LEN).expose().to_string(),
+                    name: ENDPOINT.into(),
                     auth_types: vec![AuthType::EmailConfirmation, AuthType::SecretId],
                     help_link_text: "IT service desk".into(),
                     help_link_target: "https://example.org/help".into(),
                     help_text: "Certificates for staff and devices of Example Organisation.".into(),
                     eula_text: "You will keep your private key and its passphrase to yourself."
                         .into(),
-                })
-                .await?
-        }
+                    uri_extension: None,
+                },
+            )
+            .await
+            .map_err(in_step("endpoint"))?,
     };
-    if store.account_by_label("staff").await?.is_none() {
-        store
-            .create_account(NewAccount {
-                endpoint_id: endpoint.id,
-                organisation_id: org.id,
-                department_id: None,
+    if labelled(ra, &caller, "staff").await?.is_none() {
+        ra.add_account(
+            &caller,
+            AccountRequest {
                 name: "Staff".into(),
-                csr_method: CsrMethod::Both,
-                allow_empty_pkcs12_password: false,
                 authorization: Authorization::None,
-                access_code_hash: None,
                 est_label: Some("staff".into()),
+                // strongSwan's `pki --est` cannot name a label (DESIGN.md): staff answers
+                // requests without one.
                 is_default: true,
-                pkcs12_encryption: Pkcs12Encryption::Modern,
-                bind_device_names: false,
                 profile_ids: vec![person_profile.id],
-            })
-            .await?;
+                ..account_template(endpoint.id)
+            },
+        )
+        .await
+        .map_err(in_step("account staff"))?;
     }
     let access_code = access_code_account(
-        store,
-        NewAccount {
+        ra,
+        &caller,
+        AccountRequest {
             name: "Devices".into(),
             est_label: Some("devices".into()),
             profile_ids: vec![device_profile.id],
-            ..access_code_template(endpoint.id, org.id)
+            ..account_template(endpoint.id)
         },
     )
     .await?;
@@ -245,30 +273,19 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
     // Access Code" path, for addresses of the domain that have no person record yet (they
     // authenticate by email confirmation).
     let visitor_code = access_code_account(
-        store,
-        NewAccount {
+        ra,
+        &caller,
+        AccountRequest {
             name: "Visitors".into(),
             csr_method: CsrMethod::Server,
             est_label: Some("visitors".into()),
             profile_ids: vec![person_profile.id],
-            ..access_code_template(endpoint.id, org.id)
+            ..account_template(endpoint.id)
         },
     )
     .await?;
-    store
-        .audit(
-            &AuditEntry {
-                actor: Actor::operator("demo"),
-                action: "demo.seed".into(),
-                object: format!("organisation {}", org.id),
-                detail: "demo data seeded; demo secrets reset".into(),
-                ..Default::default()
-            },
-            now,
-        )
-        .await?;
     Ok(Demo {
-        enroll_url: format!("{}/enroll/{}", config.public_url, endpoint.uri_extension),
+        enroll_url: ra.enrollment_url(&endpoint),
         admin: None,
         accounts: vec![
             DemoAccount {
@@ -290,48 +307,59 @@ pub async fn seed(store: &Store, config: &Config, now: UnixTime) -> Result<Demo,
     })
 }
 
-fn access_code_template(endpoint_id: i64, organisation_id: i64) -> NewAccount {
-    NewAccount {
+/// The profile of that name, or a new one as `r` describes it. An existing profile is kept
+/// as it is: an operator may have changed it.
+async fn profile(ra: &Ra, caller: &Caller, r: ProfileRequest) -> Result<Profile, Error> {
+    match absent(ra.profile_named(caller, &r.name).await)? {
+        Some(p) => Ok(p),
+        None => ra.add_profile(caller, r).await.map_err(in_step("profile")),
+    }
+}
+
+/// The live account holding an EST label, of any organisation (labels are global).
+async fn labelled(ra: &Ra, caller: &Caller, label: &str) -> Result<Option<Account>, Error> {
+    Ok(ra
+        .accounts(caller, None, None)
+        .await?
+        .into_iter()
+        .find(|a| a.est_label.as_deref() == Some(label)))
+}
+
+/// An access-code account of the demo endpoint with everything but its name, label and
+/// profiles: the code is generated by the RA.
+fn account_template(endpoint_id: Id) -> AccountRequest {
+    AccountRequest {
         endpoint_id,
-        organisation_id,
         department_id: None,
         name: String::new(),
+        profile_ids: Vec::new(),
         csr_method: CsrMethod::Both,
         allow_empty_pkcs12_password: false,
         authorization: Authorization::AccessCode,
-        access_code_hash: None,
+        access_code: None,
         est_label: None,
         is_default: false,
         pkcs12_encryption: Pkcs12Encryption::Modern,
         bind_device_names: false,
-        profile_ids: Vec::new(),
     }
 }
 
-/// Creates the access-code account with a fresh code, or gives the existing one a fresh
-/// code; returns the code.
+/// Creates the access-code account with a generated code, or rotates the code of the
+/// account holding its label; returns the code.
 async fn access_code_account(
-    store: &Store,
-    account: NewAccount,
-) -> Result<crate::domain::Secret, StoreError> {
-    let code = generate_secret(SECRET_LEN);
+    ra: &Ra,
+    caller: &Caller,
+    account: AccountRequest,
+) -> Result<Secret, Error> {
     let label = account.est_label.clone().unwrap_or_default();
-    match store.account_by_label(&label).await? {
-        Some(a) => {
-            store
-                .set_account_access_code(a.id, &hash_secret(&code))
-                .await?
-        }
-        None => {
-            store
-                .create_account(NewAccount {
-                    access_code_hash: Some(hash_secret(&code)),
-                    ..account
-                })
-                .await?;
-        }
+    let saved = match labelled(ra, caller, &label).await? {
+        Some(a) => ra.rotate_access_code(caller, a.id).await,
+        None => ra.add_account(caller, account).await,
     }
-    Ok(code)
+    .map_err(in_step(format!("account {label}")))?;
+    saved
+        .access_code
+        .ok_or_else(|| Error::internal(format!("demo account {label}: no access code")))
 }
 
 fn toml_str(s: &str) -> String {

@@ -35,12 +35,12 @@ async fn serve(cli: &Cli, args: &cli::ServeArgs) -> Result<(), String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let demo = if args.demo {
         estgate::app::prepare_files(&config, clock.now()).map_err(|e| e.to_string())?;
-        let store = estgate::app::open_store(&config)
+        // The same RA verbs `estgate … --operator demo` would call, before the listeners
+        // open, so that the first request already finds the demo data.
+        let ra = estgate::app::admin_ra(&config)
             .await
             .map_err(|e| e.to_string())?;
-        let demo = estgate::demo::seed(&store, &config, clock.now())
-            .await
-            .map_err(|e| e.to_string())?;
+        let demo = estgate::demo::seed(&ra).await.map_err(|e| e.to_string())?;
         let path = config.data_dir.join("demo-credentials.toml");
         demo.write(&path)
             .map_err(|e| format!("{}: {e}", path.display()))?;

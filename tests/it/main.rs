@@ -11,6 +11,7 @@ mod architecture;
 mod cli;
 mod connections;
 mod data_dir;
+mod demo;
 mod enroll;
 mod est;
 mod fuzz_seeds;

@@ -52,8 +52,7 @@ pub async fn start_with(extra: &[(&str, &str)]) -> Server {
     let config = Config::load(None, env, &overrides).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     app::prepare_files(&config, clock.now()).unwrap();
-    let store = app::open_store(&config).await.unwrap();
-    let demo = estgate::demo::seed(&store, &config, clock.now())
+    let demo = estgate::demo::seed(&app::admin_ra(&config).await.unwrap())
         .await
         .unwrap();
     let running = app::start(&config, clock).await.unwrap();
