@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::MAX_FORM;
 use crate::domain::{generate_secret, Endpoint, Organisation, Secret, WebSession};
 use crate::error::{Error, ErrorKind};
-use crate::web::{problem, AppState, ConnInfo};
+use crate::web::{observe, problem, AppState, ConnInfo};
 
 const SESSION_COOKIE: &str = "__Host-estgate-session";
 const CSRF_COOKIE: &str = "__Host-estgate-csrf";
@@ -94,6 +94,9 @@ pub(super) struct Chrome {
     pub help_link_text: String,
     pub help_link_target: String,
     pub help_text: String,
+    /// The request's id, shown at the foot of every page so a person can quote it and an
+    /// operator find the request's log line.
+    pub reference: String,
 }
 
 /// The endpoint, its organisation, the CSRF value and, when signed in, the session.
@@ -182,6 +185,9 @@ impl Ctx {
             help_link_text: self.endpoint.help_link_text.clone(),
             help_link_target: self.endpoint.help_link_target.clone(),
             help_text: self.endpoint.help_text.clone(),
+            reference: crate::error::request_id()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
         }
     }
 
@@ -245,7 +251,7 @@ impl Ctx {
         next: (&'static str, &'static str),
     ) -> Response {
         self.refused(
-            err.kind,
+            err,
             &MessagePage {
                 c: self.chrome(),
                 heading,
@@ -255,28 +261,38 @@ impl Ctx {
         )
     }
 
-    /// A page answering a refusal: the status for its kind, and `Retry-After` when it has one.
-    pub(super) fn refused(&self, kind: ErrorKind, t: &impl Template) -> Response {
-        let mut r = self.page(problem::status(kind), t);
-        problem::retry_after(&mut r, kind);
-        r
+    /// A page answering a refusal: the status for its kind, `Retry-After` when it has one,
+    /// and its sentence for the access line.
+    pub(super) fn refused(&self, err: &Error, t: &impl Template) -> Response {
+        let mut r = self.page(problem::status(err.kind), t);
+        problem::retry_after(&mut r, err.kind);
+        observe::with_reason(r, err.message.clone())
     }
 }
 
 /// An error before there is a layout to show it in (unknown endpoint, database down).
 fn bare_error(err: &Error) -> Response {
+    let reference = problem::reference(err)
+        .map(|id| {
+            format!(
+                "<p class=\"hint\">Reference {}</p>",
+                crate::domain::escape_html(&id)
+            )
+        })
+        .unwrap_or_default();
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>estgate</title>\
          <link rel=\"stylesheet\" href=\"/static/estgate.css\"></head><body><main><h1>{}</h1>\
-         </main></body></html>",
+         {reference}</main></body></html>",
         crate::domain::escape_html(&err.message)
     );
-    (
+    let resp = (
         problem::status(err.kind),
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         body,
     )
-        .into_response()
+        .into_response();
+    observe::with_reason(resp, err.message.clone())
 }
 
 #[derive(Template)]

@@ -139,7 +139,7 @@ async fn email_submit(
             let mut t = sign_in_template(&ctx);
             t.email_value = form.email.trim().to_string();
             t.email_error = Some(e.message.clone());
-            ctx.refused(e.kind, &t)
+            ctx.refused(&e, &t)
         }
     }
 }
@@ -186,7 +186,7 @@ async fn secret_id_submit(
             let mut t = sign_in_template(&ctx);
             t.secret_email_value = form.email.trim().to_string();
             t.secret_error = Some(e.message.clone());
-            ctx.refused(e.kind, &t)
+            ctx.refused(&e, &t)
         }
     }
 }
@@ -366,7 +366,7 @@ async fn code_submit(
         Err(e) => match account_template(&state, &ctx, &session).await {
             Ok(mut t) => {
                 t.code_error = Some(e.message.clone());
-                ctx.refused(e.kind, &t)
+                ctx.refused(&e, &t)
             }
             Err(e) => ctx.error(&e),
         },
@@ -404,7 +404,7 @@ async fn select_submit(
         Err(e) => match account_template(&state, &ctx, &session).await {
             Ok(mut t) => {
                 t.select_error = Some(e.message.clone());
-                ctx.refused(e.kind, &t)
+                ctx.refused(&e, &t)
             }
             Err(e) => ctx.error(&e),
         },
