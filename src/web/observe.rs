@@ -101,7 +101,8 @@ where
     let client = req.extensions().get::<ConnInfo>().map(|c| c.peer);
     let mut resp = crate::error::with_request_id(id.clone(), inner(req)).await?;
     resp.headers_mut().insert(REQUEST_ID.clone(), id_value);
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Whole microseconds, so the line shows `1.234`, not a binary fraction's tail.
+    let ms = started.elapsed().as_micros() as f64 / 1000.0;
     let status = resp.status();
     let route = resp
         .extensions()

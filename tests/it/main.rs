@@ -15,6 +15,7 @@ mod enroll;
 mod est;
 mod fuzz_seeds;
 mod mail;
+mod observe;
 mod outside;
 mod pkcs12;
 mod revocation;
