@@ -506,3 +506,57 @@ async fn readyz_names_a_missing_migration() {
     assert_eq!((r.status, r.body_text().as_str()), (200, "ready\n"));
     s.stop().await;
 }
+
+/// `/readyz` answers 503 when no new connection to the database can be made (its SQLite
+/// file replaced by a directory; on PostgreSQL the database closed to new connections),
+/// while the connections already open keep `/healthz` answering, and 200 once it is back.
+/// The probe's own connection is opened at the first probe, so none may come before.
+#[tokio::test]
+async fn readyz_says_when_the_database_cannot_be_reached() {
+    let s = support::start().await;
+    let url = s.config.database_url.clone();
+    let postgres = std::env::var("ESTGATE_TEST_DATABASE_URL").ok();
+    let moved = s.dir.path().join("moved.db");
+    let file = s.dir.path().join("test.db");
+    let admin = match &postgres {
+        Some(base) => {
+            let name = url.rsplit('/').next().unwrap().to_string();
+            let db = Database::connect(base).await.unwrap();
+            db.execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+                .await
+                .unwrap();
+            Some((db, name))
+        }
+        None => {
+            assert!(url.contains(&*file.to_string_lossy()), "{url}");
+            std::fs::rename(&file, &moved).unwrap();
+            std::fs::create_dir(&file).unwrap();
+            None
+        }
+    };
+    let mut c = s.connect().await;
+    let r = c.request("GET", "/readyz", &[], b"").await.unwrap();
+    let body = r.body_text();
+    let r2 = c.request("GET", "/healthz", &[], b"").await.unwrap();
+    match &admin {
+        Some((db, name)) => {
+            db.execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+                .await
+                .unwrap();
+        }
+        None => {
+            std::fs::remove_dir(&file).unwrap();
+            std::fs::rename(&moved, &file).unwrap();
+        }
+    }
+    assert_eq!(r.status, 503, "{body}");
+    assert!(
+        body == "not ready: the database does not answer\n"
+            || body == "not ready: the database did not answer within 2 s\n",
+        "{body}"
+    );
+    assert_eq!(r2.status, 200, "alive while not ready");
+    let r = c.request("GET", "/readyz", &[], b"").await.unwrap();
+    assert_eq!((r.status, r.body_text().as_str()), (200, "ready\n"));
+    s.stop().await;
+}
