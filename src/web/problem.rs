@@ -122,6 +122,36 @@ mod tests {
         );
     }
 
+    async fn body(r: Response) -> String {
+        let bytes = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn error_bodies_name_the_request_id_once() {
+        let id: std::sync::Arc<str> = "req-7.a_b".into();
+        let (plain, internal, api) = crate::error::with_request_id(id, async {
+            (
+                est(&Error::not_found("no such thing")),
+                est(&Error::internal("disk on fire")),
+                admin(&Error::forbidden("not yours")),
+            )
+        })
+        .await;
+        assert_eq!(body(plain).await, "no such thing (reference req-7.a_b)\n");
+        assert_eq!(
+            body(internal).await,
+            "internal error (reference req-7.a_b)\n"
+        );
+        let json: serde_json::Value = serde_json::from_str(&body(api).await).unwrap();
+        assert_eq!(json["reference"], "req-7.a_b");
+        // Outside a request there is no id to name.
+        assert_eq!(body(est(&Error::not_found("x"))).await, "x\n");
+    }
+
     #[test]
     fn rate_limited_carries_retry_after_in_seconds() {
         let r = est(&Error::new(
