@@ -94,8 +94,10 @@ pub(super) struct Chrome {
     pub help_link_text: String,
     pub help_link_target: String,
     pub help_text: String,
-    /// The request's id, shown at the foot of every page so a person can quote it and an
-    /// operator find the request's log line.
+    /// On a page answering a refusal, the request's id, shown at its foot so a person can
+    /// quote it and an operator find the request's log line (other pages show none: two
+    /// answers that must not differ, such as "check your email" for a known and an unknown
+    /// address, stay byte-identical).
     pub reference: String,
 }
 
@@ -185,10 +187,15 @@ impl Ctx {
             help_link_text: self.endpoint.help_link_text.clone(),
             help_link_target: self.endpoint.help_link_target.clone(),
             help_text: self.endpoint.help_text.clone(),
-            reference: crate::error::request_id()
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
+            reference: String::new(),
         }
+    }
+
+    /// The layout of a page answering the refusal `err`: with its reference.
+    pub(super) fn refusal_chrome(&self, err: &Error) -> Chrome {
+        let mut c = self.chrome();
+        c.reference = reference(err);
+        c
     }
 
     /// The session, when signed in; pages that need one redirect to the sign-in page.
@@ -253,7 +260,7 @@ impl Ctx {
         self.refused(
             err,
             &MessagePage {
-                c: self.chrome(),
+                c: self.refusal_chrome(err),
                 heading,
                 message: err.message.clone(),
                 next,
@@ -268,6 +275,13 @@ impl Ctx {
         problem::retry_after(&mut r, err.kind);
         observe::with_reason(r, err.message.clone())
     }
+}
+
+/// The reference a refusal page shows: the request id, unless its sentence already names it.
+pub(super) fn reference(err: &Error) -> String {
+    problem::reference(err)
+        .map(|id| id.to_string())
+        .unwrap_or_default()
 }
 
 /// An error before there is a layout to show it in (unknown endpoint, database down).

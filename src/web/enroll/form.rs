@@ -278,7 +278,12 @@ async fn form_submit(
                 .join(", ")
         );
         match form_template(&state, &ctx, &session, Some(&fields), errors).await {
-            Ok(t) => observe::with_reason(ctx.page(StatusCode::BAD_REQUEST, &t), reason),
+            Ok(mut t) => {
+                t.c.reference = crate::error::request_id()
+                    .map(|id| id.to_string())
+                    .unwrap_or_default();
+                observe::with_reason(ctx.page(StatusCode::BAD_REQUEST, &t), reason)
+            }
             Err(e) => ctx.error(&e),
         }
     };
