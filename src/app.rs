@@ -284,7 +284,12 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
         addr: config.listen,
         source,
     })?;
-    let app = web::router(AppState { ra: ra.clone() });
+    let app = web::router(AppState {
+        ra: ra.clone(),
+        readiness: Some(Arc::new(
+            DatabaseReadiness::new(&config.database_url).await?,
+        )),
+    });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(web::serve(
         listener,
@@ -314,6 +319,120 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
         mail_task,
         housekeeping,
     })
+}
+
+/// `/readyz`'s look at the database, over a connection of its own (one, opened when first
+/// probed) so a probe never waits behind the server's own pool and never makes it
+/// reconnect: the database answers a query and holds every migration this build knows.
+/// The CA key needs no probe: the listener opens only once it is loaded.
+struct DatabaseReadiness {
+    db: sea_orm::DatabaseConnection,
+    table: String,
+    migrations: Vec<String>,
+}
+
+impl DatabaseReadiness {
+    async fn new(url: &str) -> Result<DatabaseReadiness, AppError> {
+        use estgate_migrations::MigratorTrait;
+        let mut opts = sea_orm::ConnectOptions::new(url.to_string());
+        opts.sqlx_logging(false)
+            .max_connections(1)
+            .min_connections(0)
+            .connect_timeout(web::observe::PROBE_TIMEOUT)
+            .acquire_timeout(web::observe::PROBE_TIMEOUT)
+            .connect_lazy(true);
+        let db = sea_orm::Database::connect(opts)
+            .await
+            .map_err(StoreError::Db)?;
+        Ok(DatabaseReadiness {
+            db,
+            table: estgate_migrations::Migrator::migration_table_name().to_string(),
+            migrations: estgate_migrations::Migrator::migrations()
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect(),
+        })
+    }
+
+    async fn applied(&self) -> Result<Vec<String>, sea_orm::DbErr> {
+        use sea_orm::ConnectionTrait;
+        let backend = self.db.get_database_backend();
+        let rows = self
+            .db
+            .query_all(sea_orm::Statement::from_string(
+                backend,
+                format!("SELECT version FROM {}", self.table),
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String>("", "version"))
+            .collect()
+    }
+}
+
+impl web::observe::Readiness for DatabaseReadiness {
+    fn check(
+        &self,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), web::observe::NotReady>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            let applied = self.applied().await.map_err(|e| web::observe::NotReady {
+                reason: "the database does not answer".into(),
+                detail: e.to_string(),
+            })?;
+            let pending: Vec<&str> = self
+                .migrations
+                .iter()
+                .filter(|m| !applied.contains(m))
+                .map(String::as_str)
+                .collect();
+            if pending.is_empty() {
+                Ok(())
+            } else {
+                Err(web::observe::NotReady {
+                    reason: format!("database migrations not applied: {}", pending.join(", ")),
+                    detail: format!("{} of {} applied", applied.len(), self.migrations.len()),
+                })
+            }
+        })
+    }
+}
+
+/// What `serve` prints at start: the form URL of every enrollment endpoint and the EST base
+/// URL of every account that has an EST label (and of the default account), so an operator
+/// can hand them out without asking the API.
+pub async fn enrollment_urls(ra: &Ra, config: &Config) -> Result<String, crate::error::Error> {
+    let caller = crate::ra::admin::Caller::operator("startup");
+    let endpoints = ra.endpoints(&caller, None).await?;
+    let accounts = ra.accounts(&caller, None, None).await?;
+    let base = config.public_url.trim_end_matches('/');
+    let mut out = String::new();
+    for e in &endpoints {
+        out.push_str(&format!(
+            "enrollment form {:?}: {}\n",
+            e.name,
+            ra.enrollment_url(e)
+        ));
+    }
+    for a in &accounts {
+        if let Some(label) = &a.est_label {
+            out.push_str(&format!(
+                "EST account {:?}: {base}/.well-known/est/{label}/\n",
+                a.name
+            ));
+        }
+        if a.is_default {
+            out.push_str(&format!(
+                "EST default account {:?}: {base}/.well-known/est/\n",
+                a.name
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("no enrollment endpoints are configured yet (estgate endpoint add)\n");
+    }
+    Ok(out)
 }
 
 /// How long an order may stay in `signing` before it is settled as failed. Several

@@ -93,15 +93,37 @@ impl Error {
         Error::new(ErrorKind::NotFound, m)
     }
 
-    /// Logs the detail with an id and returns a generic error that only names the id.
+    /// Logs the detail with an id and returns a generic error that only names the id: the
+    /// request's id while one is being answered (so the access line and this one share it),
+    /// else a fresh one.
     pub fn internal(detail: impl fmt::Display) -> Error {
-        let id = crate::domain::generate_secret(12);
-        tracing::error!(error_id = id.expose(), "internal error: {detail}");
+        let id = match request_id() {
+            Some(id) => id.to_string(),
+            None => crate::domain::generate_secret(12).expose().to_string(),
+        };
+        tracing::error!(error_id = %id, "internal error: {detail}");
         Error::new(
             ErrorKind::Internal,
-            format!("internal error (reference {})", id.expose()),
+            format!("internal error (reference {id})"),
         )
     }
+}
+
+tokio::task_local! {
+    /// The id of the request being answered, set by the web layer around each request
+    /// (`web/observe.rs`): error bodies name it as their reference and the access log line
+    /// carries it, so an operator finds one from the other.
+    static REQUEST_ID: std::sync::Arc<str>;
+}
+
+/// The id of the request this task is answering, if it is answering one.
+pub fn request_id() -> Option<std::sync::Arc<str>> {
+    REQUEST_ID.try_with(std::sync::Arc::clone).ok()
+}
+
+/// Runs `f` as the answer to the request `id`.
+pub async fn with_request_id<F: std::future::Future>(id: std::sync::Arc<str>, f: F) -> F::Output {
+    REQUEST_ID.scope(id, f).await
 }
 
 impl fmt::Display for Error {

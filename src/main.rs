@@ -71,6 +71,10 @@ async fn serve(cli: &Cli, args: &cli::ServeArgs) -> Result<(), String> {
     }
     println!("trust anchor: {}", config.trust_anchor.display());
     println!("EST base: {}/.well-known/est/", config.public_url);
+    match estgate::app::enrollment_urls(&running.ra, &config).await {
+        Ok(urls) => print!("{urls}"),
+        Err(e) => tracing::warn!("listing the enrollment URLs: {e}"),
+    }
     if let Some(demo) = demo {
         println!("{}", demo.instructions(&config));
     }

@@ -82,12 +82,11 @@ async fn handle(
         _ => Method::POST,
     };
     if method != expected {
-        let mut r = (
-            StatusCode::METHOD_NOT_ALLOWED,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            format!("{} needs {expected}\n", op.as_str()),
-        )
-            .into_response();
+        let mut r = problem::est(&Error::malformed(format!(
+            "{} needs {expected}",
+            op.as_str()
+        )));
+        *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
         let allow = if expected == Method::GET {
             "GET"
         } else {

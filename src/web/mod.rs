@@ -7,6 +7,7 @@ pub mod est;
 pub mod forwarded;
 pub mod http;
 pub mod limits;
+pub mod observe;
 pub mod problem;
 
 use std::net::SocketAddr;
@@ -32,6 +33,9 @@ use limits::{Activity, Admission, Backoff, Bounded, Limits, MinRateBody, RateLim
 #[derive(Clone)]
 pub struct AppState {
     pub ra: Ra,
+    /// What `/readyz` checks beyond the process answering (the composition root's
+    /// database probe); none answers ready.
+    pub readiness: Option<Arc<dyn observe::Readiness>>,
 }
 
 /// What the connection tells about the client: its address and, when it presented one
@@ -60,17 +64,20 @@ pub enum WebError {
 /// Every route, behind one step that drops empty path segments: strongSwan's `pki --est
 /// --url https://host/.well-known/est/devices/` asks for `…/devices//simpleenroll`, and a
 /// doubled slash names nothing else here. Unknown paths and methods get a sentence, never an
-/// empty body.
+/// empty body. Every request gets an id and an access line (`observe`).
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(admin::routes())
         .merge(est::routes())
         .merge(enroll::routes())
+        .merge(observe::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(observe::keep_matched_path))
         .with_state(state);
     Router::new().fallback_service(tower::service_fn(move |req: Request| {
-        routes.clone().oneshot(without_empty_segments(req))
+        let routes = routes.clone();
+        observe::around(req, move |req| routes.oneshot(without_empty_segments(req)))
     }))
 }
 
@@ -305,7 +312,16 @@ async fn connection(
                 drop(in_flight);
                 if too_slow.load(Ordering::Relaxed) {
                     tracing::debug!(%tcp_peer, "request body too slow");
-                    return Ok(too_slow_response());
+                    let mut slow = too_slow_response();
+                    if let Some(id) = resp
+                        .as_ref()
+                        .ok()
+                        .and_then(|r| r.headers().get(&observe::REQUEST_ID))
+                    {
+                        slow.headers_mut()
+                            .insert(observe::REQUEST_ID.clone(), id.clone());
+                    }
+                    return Ok(slow);
                 }
                 resp
             }

@@ -37,15 +37,28 @@ pub fn retry_after(resp: &mut Response, kind: ErrorKind) {
     }
 }
 
+/// The reference an error body names: the request's id, which its access line carries
+/// (none outside a request). An internal error's sentence already names it.
+pub fn reference(err: &Error) -> Option<std::sync::Arc<str>> {
+    crate::error::request_id().filter(|id| !err.message.contains(&**id))
+}
+
 /// EST answers errors in `text/plain` (RFC 7030 §4.2.3 leaves the body to the server; a
-/// human-readable line is what curl users and client logs show).
+/// human-readable line is what curl users and client logs show), on one line with the
+/// reference an operator greps the log for.
 pub fn est(err: &Error) -> Response {
+    let body = match reference(err) {
+        Some(id) => format!("{} (reference {id})\n", err.message),
+        None => format!("{}\n", err.message),
+    };
     let mut resp = (
         status(err.kind),
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{}\n", err.message),
+        body,
     )
         .into_response();
+    resp.extensions_mut()
+        .insert(super::observe::Reason(err.message.clone()));
     if err.kind == ErrorKind::Unauthorized {
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
@@ -70,6 +83,9 @@ pub fn admin(err: &Error) -> Response {
     if let Some(f) = &err.field {
         body["field"] = serde_json::Value::String(f.clone());
     }
+    if let Some(id) = crate::error::request_id() {
+        body["reference"] = serde_json::Value::String(id.to_string());
+    }
     let mut resp = (
         status,
         [(header::CONTENT_TYPE, "application/problem+json")],
@@ -85,6 +101,8 @@ pub fn admin(err: &Error) -> Response {
     if matches!(err.kind, ErrorKind::Forbidden | ErrorKind::NotFound) {
         resp.extensions_mut().insert(Refused(err.message.clone()));
     }
+    resp.extensions_mut()
+        .insert(super::observe::Reason(err.message.clone()));
     retry_after(&mut resp, err.kind);
     resp
 }
@@ -102,6 +120,36 @@ mod tests {
             r.headers()[header::CONTENT_TYPE],
             "text/plain; charset=utf-8"
         );
+    }
+
+    async fn body(r: Response) -> String {
+        let bytes = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn error_bodies_name_the_request_id_once() {
+        let id: std::sync::Arc<str> = "req-7.a_b".into();
+        let (plain, internal, api) = crate::error::with_request_id(id, async {
+            (
+                est(&Error::not_found("no such thing")),
+                est(&Error::internal("disk on fire")),
+                admin(&Error::forbidden("not yours")),
+            )
+        })
+        .await;
+        assert_eq!(body(plain).await, "no such thing (reference req-7.a_b)\n");
+        assert_eq!(
+            body(internal).await,
+            "internal error (reference req-7.a_b)\n"
+        );
+        let json: serde_json::Value = serde_json::from_str(&body(api).await).unwrap();
+        assert_eq!(json["reference"], "req-7.a_b");
+        // Outside a request there is no id to name.
+        assert_eq!(body(est(&Error::not_found("x"))).await, "x\n");
     }
 
     #[test]

@@ -259,8 +259,10 @@ async fn revoke_confirm(
         // The same page again, so the person can pick one of the offered reasons.
         return match confirm_template(&state, &ctx, &session, id, None).await {
             Ok(mut t) => {
-                t.reason_error = Some("choose one of the reasons below".into());
-                ctx.page(StatusCode::BAD_REQUEST, &t)
+                let e = Error::malformed("choose one of the reasons below");
+                t.reason_error = Some(e.message.clone());
+                t.c = ctx.refusal_chrome(&e);
+                ctx.refused(&e, &t)
             }
             Err(e) => refused(&e),
         };

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::MAX_FORM;
 use crate::domain::{generate_secret, Endpoint, Organisation, Secret, WebSession};
 use crate::error::{Error, ErrorKind};
-use crate::web::{problem, AppState, ConnInfo};
+use crate::web::{observe, problem, AppState, ConnInfo};
 
 const SESSION_COOKIE: &str = "__Host-estgate-session";
 const CSRF_COOKIE: &str = "__Host-estgate-csrf";
@@ -94,6 +94,11 @@ pub(super) struct Chrome {
     pub help_link_text: String,
     pub help_link_target: String,
     pub help_text: String,
+    /// On a page answering a refusal, the request's id, shown at its foot so a person can
+    /// quote it and an operator find the request's log line (other pages show none: two
+    /// answers that must not differ, such as "check your email" for a known and an unknown
+    /// address, stay byte-identical).
+    pub reference: String,
 }
 
 /// The endpoint, its organisation, the CSRF value and, when signed in, the session.
@@ -182,7 +187,15 @@ impl Ctx {
             help_link_text: self.endpoint.help_link_text.clone(),
             help_link_target: self.endpoint.help_link_target.clone(),
             help_text: self.endpoint.help_text.clone(),
+            reference: String::new(),
         }
+    }
+
+    /// The layout of a page answering the refusal `err`: with its reference.
+    pub(super) fn refusal_chrome(&self, err: &Error) -> Chrome {
+        let mut c = self.chrome();
+        c.reference = reference(err);
+        c
     }
 
     /// The session, when signed in; pages that need one redirect to the sign-in page.
@@ -245,9 +258,9 @@ impl Ctx {
         next: (&'static str, &'static str),
     ) -> Response {
         self.refused(
-            err.kind,
+            err,
             &MessagePage {
-                c: self.chrome(),
+                c: self.refusal_chrome(err),
                 heading,
                 message: err.message.clone(),
                 next,
@@ -255,28 +268,45 @@ impl Ctx {
         )
     }
 
-    /// A page answering a refusal: the status for its kind, and `Retry-After` when it has one.
-    pub(super) fn refused(&self, kind: ErrorKind, t: &impl Template) -> Response {
-        let mut r = self.page(problem::status(kind), t);
-        problem::retry_after(&mut r, kind);
-        r
+    /// A page answering a refusal: the status for its kind, `Retry-After` when it has one,
+    /// and its sentence for the access line.
+    pub(super) fn refused(&self, err: &Error, t: &impl Template) -> Response {
+        let mut r = self.page(problem::status(err.kind), t);
+        problem::retry_after(&mut r, err.kind);
+        observe::with_reason(r, err.message.clone())
     }
+}
+
+/// The reference a refusal page shows: the request id, unless its sentence already names it.
+pub(super) fn reference(err: &Error) -> String {
+    problem::reference(err)
+        .map(|id| id.to_string())
+        .unwrap_or_default()
 }
 
 /// An error before there is a layout to show it in (unknown endpoint, database down).
 fn bare_error(err: &Error) -> Response {
+    let reference = problem::reference(err)
+        .map(|id| {
+            format!(
+                "<p class=\"hint\">Reference {}</p>",
+                crate::domain::escape_html(&id)
+            )
+        })
+        .unwrap_or_default();
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>estgate</title>\
          <link rel=\"stylesheet\" href=\"/static/estgate.css\"></head><body><main><h1>{}</h1>\
-         </main></body></html>",
+         {reference}</main></body></html>",
         crate::domain::escape_html(&err.message)
     );
-    (
+    let resp = (
         problem::status(err.kind),
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         body,
     )
-        .into_response()
+        .into_response();
+    observe::with_reason(resp, err.message.clone())
 }
 
 #[derive(Template)]

@@ -17,7 +17,7 @@ use super::context::{accepted, Chrome, Ctx};
 use crate::domain::{KeyType, Pkcs12Encryption, Secret, WebSession};
 use crate::error::{Error, ErrorKind};
 use crate::ra::{FieldErrors, FormError, FormOutcome, FormRequest};
-use crate::web::AppState;
+use crate::web::{observe, AppState};
 
 csrf_field!(EnrollFields);
 
@@ -267,8 +267,23 @@ async fn form_submit(
         Err(r) => return *r,
     };
     let show_errors = |errors: FieldErrors| async {
+        // The access line names the fields at fault, not their sentences or values.
+        let reason = format!(
+            "the form has errors in: {}",
+            errors
+                .0
+                .iter()
+                .map(|(f, _)| *f)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         match form_template(&state, &ctx, &session, Some(&fields), errors).await {
-            Ok(t) => ctx.page(StatusCode::BAD_REQUEST, &t),
+            Ok(mut t) => {
+                t.c.reference = crate::error::request_id()
+                    .map(|id| id.to_string())
+                    .unwrap_or_default();
+                observe::with_reason(ctx.page(StatusCode::BAD_REQUEST, &t), reason)
+            }
             Err(e) => ctx.error(&e),
         }
     };

@@ -9,7 +9,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
-use super::context::{accepted, expired_session_cookie, session_cookie, Chrome, CsrfOnly, Ctx};
+use super::context::{
+    accepted, expired_session_cookie, reference, session_cookie, Chrome, CsrfOnly, Ctx,
+};
 use super::date_time;
 use crate::domain::{AuthType, Secret, WebSession};
 use crate::error::{Error, ErrorKind};
@@ -139,7 +141,8 @@ async fn email_submit(
             let mut t = sign_in_template(&ctx);
             t.email_value = form.email.trim().to_string();
             t.email_error = Some(e.message.clone());
-            ctx.refused(e.kind, &t)
+            t.c.reference = reference(&e);
+            ctx.refused(&e, &t)
         }
     }
 }
@@ -186,7 +189,8 @@ async fn secret_id_submit(
             let mut t = sign_in_template(&ctx);
             t.secret_email_value = form.email.trim().to_string();
             t.secret_error = Some(e.message.clone());
-            ctx.refused(e.kind, &t)
+            t.c.reference = reference(&e);
+            ctx.refused(&e, &t)
         }
     }
 }
@@ -366,7 +370,8 @@ async fn code_submit(
         Err(e) => match account_template(&state, &ctx, &session).await {
             Ok(mut t) => {
                 t.code_error = Some(e.message.clone());
-                ctx.refused(e.kind, &t)
+                t.c.reference = reference(&e);
+                ctx.refused(&e, &t)
             }
             Err(e) => ctx.error(&e),
         },
@@ -404,7 +409,8 @@ async fn select_submit(
         Err(e) => match account_template(&state, &ctx, &session).await {
             Ok(mut t) => {
                 t.select_error = Some(e.message.clone());
-                ctx.refused(e.kind, &t)
+                t.c.reference = reference(&e);
+                ctx.refused(&e, &t)
             }
             Err(e) => ctx.error(&e),
         },
