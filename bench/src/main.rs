@@ -402,9 +402,12 @@ impl Summary {
 impl Load {
     async fn run(&self) -> Result<Summary, String> {
         // Sampling starts before the first request and ends after the last answer, so the
-        // CPU counted is the run's (CSR generation and TLS setup happen before).
+        // CPU counted is the run's, handshakes included (the CSRs are made before).
         let sampler = match self.server_pid {
-            Some(pid) => Some(Sampler::start(pid).map_err(|e| format!("--server-pid {pid}: {e}"))?),
+            Some(pid) => Some(
+                Sampler::start(pid)
+                    .map_err(|e| format!("--server-pid {pid}: cannot read /proc/{pid}: {e}"))?,
+            ),
             None => None,
         };
         let next = Arc::new(AtomicUsize::new(0));
@@ -695,6 +698,186 @@ async fn main() -> Result<(), String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A TLS server on 127.0.0.1 that answers every request with 200 and `body`, with
+    /// rustls's default server session cache (TLS 1.2 session IDs, TLS 1.3 tickets), as
+    /// estgate's listener has. Returns its address and the CA file to trust.
+    async fn tls_responder(body: Vec<u8>) -> (std::net::SocketAddr, PathBuf) {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "estgate-bench-tls-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, cert.pem()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let body = Arc::new(body);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let (acceptor, body) = (acceptor.clone(), body.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut s = tokio::io::BufReader::new(tls);
+                    loop {
+                        let mut length = 0;
+                        loop {
+                            let mut line = String::new();
+                            if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if let Some(v) = line.strip_prefix("Content-Length: ") {
+                                length = v.trim().parse().unwrap();
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let mut request_body = vec![0; length];
+                        s.read_exact(&mut request_body).await.unwrap();
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                        let out = s.get_mut();
+                        out.write_all(head.as_bytes()).await.unwrap();
+                        out.write_all(&body).await.unwrap();
+                        out.flush().await.unwrap();
+                    }
+                });
+            }
+        });
+        (addr, ca)
+    }
+
+    static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+    /// A load of `requests` POSTs in `mode` against `addr`.
+    fn load_for(
+        mode: Mode,
+        tls: &str,
+        addr: std::net::SocketAddr,
+        ca: &Path,
+        requests: usize,
+        recorder: Option<Arc<Recorder>>,
+    ) -> Load {
+        let url = format!(
+            "https://127.0.0.1:{}/.well-known/est/simpleenroll",
+            addr.port()
+        );
+        let args = Args::parse_from([
+            "estgate-bench",
+            "--url",
+            &url,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--tls",
+            tls,
+        ]);
+        let target = parse_url(&url).unwrap();
+        let request = encode_request("POST", "127.0.0.1", &target.path, &[], b"csr");
+        Load {
+            work: Arc::new(Workload {
+                requests: vec![request],
+                media_type: None,
+                ocsp: false,
+                reconnect: matches!(mode, Mode::NewConnection | Mode::Resume),
+            }),
+            target: Arc::new(target),
+            config: Some(tls_config(&args, mode).unwrap()),
+            concurrency: 2,
+            total: requests,
+            duration: Duration::from_secs(30),
+            recorder,
+            server_pid: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn resume_resumes_and_new_connection_never_does() {
+        let (addr, ca) = tls_responder(Vec::new()).await;
+        for tls in ["1.2", "1.3"] {
+            let fresh = load_for(Mode::NewConnection, tls, addr, &ca, 12, None)
+                .run()
+                .await
+                .unwrap();
+            assert_eq!(fresh.ok(), 12, "TLS {tls}: {:?}", fresh.tally.first_error);
+            assert_eq!(
+                (fresh.tally.full_handshakes, fresh.tally.resumed_handshakes),
+                (12, 0),
+                "TLS {tls}"
+            );
+            let resumed = load_for(Mode::Resume, tls, addr, &ca, 12, None)
+                .run()
+                .await
+                .unwrap();
+            assert_eq!(resumed.ok(), 12, "TLS {tls}");
+            let t = &resumed.tally;
+            assert_eq!(t.full_handshakes + t.resumed_handshakes, 12, "TLS {tls}");
+            // At most one full handshake per task before the store has a session.
+            assert!(
+                t.resumed_handshakes >= 10,
+                "TLS {tls}: {} resumed",
+                t.resumed_handshakes
+            );
+        }
+        std::fs::remove_dir_all(ca.parent().unwrap()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn every_answered_enrollment_is_on_record() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["d.example.org".into()]).unwrap();
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x0c, 0xaf, 0xe0]));
+        let leaf = p.self_signed(&key).unwrap().der().to_vec();
+        let body = transfer::encode_base64(
+            &estgate_protocol::pkcs7::certs_only(&[&leaf]),
+            transfer::Wrap::Columns64,
+        );
+        let (addr, ca) = tls_responder(body.into_bytes()).await;
+        let file = ca.with_file_name("delivered.txt");
+        let recorder = Arc::new(Recorder::open(&file).unwrap());
+        let s = load_for(Mode::Keepalive, "1.3", addr, &ca, 5, Some(recorder))
+            .run()
+            .await
+            .unwrap();
+        assert_eq!((s.ok(), s.tally.errors, s.tally.recorded), (5, 0, 5));
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "0CAFE0\n".repeat(5)
+        );
+        // An answer that holds no certificate is an error, and nothing is recorded for it.
+        let (addr, ca) = tls_responder(b"not a certificate".to_vec()).await;
+        let recorder = Arc::new(Recorder::open(&file).unwrap());
+        let s = load_for(Mode::Keepalive, "1.3", addr, &ca, 2, Some(recorder))
+            .run()
+            .await
+            .unwrap();
+        assert_eq!((s.ok(), s.tally.errors, s.tally.recorded), (0, 2, 0));
+        assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 5);
+        std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::remove_dir_all(ca.parent().unwrap()).unwrap();
+    }
 
     #[test]
     fn the_scheme_picks_transport_and_default_port() {

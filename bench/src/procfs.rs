@@ -121,7 +121,6 @@ pub fn mb(kb: u64) -> f64 {
 
 /// Samples a process every [`SAMPLE_EVERY`] from `start` until `stop`.
 pub struct Sampler {
-    pid: u32,
     first: Sample,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<(Sample, u64, usize, bool)>,
@@ -161,16 +160,7 @@ impl Sampler {
             }
             (last, peak, n, vanished)
         });
-        Ok(Sampler {
-            pid,
-            first,
-            stop,
-            task,
-        })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.pid
+        Ok(Sampler { first, stop, task })
     }
 
     pub async fn finish(self) -> Usage {
