@@ -3,6 +3,9 @@
 //! framework cost.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod procfs;
+pub mod record;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -147,6 +150,12 @@ impl Connection {
 
     pub fn negotiated_version(&self) -> Option<rustls::ProtocolVersion> {
         self.stream.get_ref().get_ref().1.protocol_version()
+    }
+
+    /// Full or resumed (RFC 8446 section 2.2, RFC 5246 section 7.3): what a resumption
+    /// benchmark counts.
+    pub fn handshake_kind(&self) -> Option<rustls::HandshakeKind> {
+        self.stream.get_ref().get_ref().1.handshake_kind()
     }
 
     pub fn alpn_protocol(&self) -> Option<Vec<u8>> {
