@@ -6,9 +6,10 @@
 //! once (no waiting for company).
 //!
 //! One task writes the batches, so batches never contend with each other for the database's
-//! write lock. Within a batch each issuance has its own savepoint: one that cannot be stored
-//! (its serial taken, its approved order already settled) fails alone. If the transaction
-//! itself fails, every issuance in it fails with `Unavailable` and none is delivered.
+//! write lock. When one issuance of a batch cannot be stored (its serial taken, its approved
+//! order already settled), the batch is written again with a savepoint per issuance, so
+//! that it fails alone. If the transaction itself fails, every issuance in it fails with
+//! `Unavailable` and none is delivered.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -152,24 +153,49 @@ async fn write_batch(
     db: &DatabaseConnection,
     issuances: &[Issuance],
 ) -> Result<Vec<Result<Stored>>> {
+    // The common case first: every issuance stores, and none needs a savepoint (each
+    // statement is a round trip to the database's thread, and savepoints would double them).
+    let txn = db.begin().await?;
+    let mut all = Vec::with_capacity(issuances.len());
+    for issuance in issuances {
+        match write_one(&txn, issuance).await {
+            Ok(stored) => all.push(Ok(stored)),
+            Err(_) => break,
+        }
+    }
+    if all.len() == issuances.len() {
+        return finish(txn, issuances, all).await;
+    }
+    txn.rollback().await?;
+    // One could not be stored: again, each in its own savepoint, so that it fails alone.
     let txn = db.begin().await?;
     let mut results = Vec::with_capacity(issuances.len());
-    let mut objects = Vec::with_capacity(issuances.len());
     for issuance in issuances {
         let savepoint = txn.begin().await?;
         match write_one(&savepoint, issuance).await {
             Ok(stored) => {
                 savepoint.commit().await?;
-                objects.push(format!("certificate {}", issuance.cert.serial));
                 results.push(Ok(stored));
             }
             Err(e) => {
                 savepoint.rollback().await?;
-                objects.push(String::new());
                 results.push(Err(e));
             }
         }
     }
+    finish(txn, issuances, results).await
+}
+
+/// Appends the audit events of the issuances stored and commits.
+async fn finish(
+    txn: DatabaseTransaction,
+    issuances: &[Issuance],
+    results: Vec<Result<Stored>>,
+) -> Result<Vec<Result<Stored>>> {
+    let objects: Vec<String> = issuances
+        .iter()
+        .map(|i| format!("certificate {}", i.cert.serial))
+        .collect();
     let entries: Vec<(&AuditEntry, &str)> = issuances
         .iter()
         .zip(&results)
