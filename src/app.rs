@@ -237,7 +237,9 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
     let publisher = Publisher::start(ca.clone(), store.clone(), clock.clone())
         .await
         .map_err(|e| AppError::Publish(e.to_string()))?;
+    let metrics = crate::metrics::Metrics::new();
     let ra = Ra::new(store.clone(), ca.clone(), clock.clone())
+        .with_metrics(metrics.clone())
         .with_email_link_ttl(config.mail.link_ttl_secs)
         .with_guess_limits(config.guessing)
         .with_read_cache(config.read_cache)
@@ -289,6 +291,7 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
         readiness: Some(Arc::new(
             DatabaseReadiness::new(&config.database_url).await?,
         )),
+        metrics_token: config.metrics_token.clone(),
     });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(web::serve(
@@ -297,12 +300,14 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
         app,
         config.limits.clone(),
         config.trusted_proxies.clone(),
+        metrics.clone(),
         async move {
             let _ = rx.await;
         },
     ));
     let housekeeping = tokio::spawn(housekeeping(store.clone(), clock.clone()));
-    let worker = Worker::new(store, mailer, clock, &config.mail, &config.public_url);
+    let worker =
+        Worker::new(store, mailer, clock, &config.mail, &config.public_url).with_metrics(metrics);
     let (mail_tx, mail_rx) = tokio::sync::oneshot::channel::<()>();
     let mail_task = tokio::spawn(worker.run(async move {
         let _ = mail_rx.await;

@@ -79,6 +79,7 @@ struct RawConfig {
     body_min_bytes_per_sec: Option<String>,
     trusted_proxies: Option<String>,
     trusted_proxy_header: Option<String>,
+    metrics_token: Option<String>,
 }
 
 /// Numbers may be written as TOML integers or, like every value from the environment, as
@@ -133,6 +134,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("body_min_bytes_per_sec", "ESTGATE_BODY_MIN_BYTES_PER_SEC", "slowest average rate of a request body after the grace; slower gets 408 (default 256)"),
     ("trusted_proxies", "ESTGATE_TRUSTED_PROXIES", "comma-separated CIDRs of reverse proxies whose trusted_proxy_header names the client (default: none)"),
     ("trusted_proxy_header", "ESTGATE_TRUSTED_PROXY_HEADER", "x-forwarded-for or forwarded: the one header the trusted proxies write (default x-forwarded-for)"),
+    ("metrics_token", "ESTGATE_METRICS_TOKEN", "bearer token Prometheus sends for /metrics, 16..256 visible ASCII characters (default: none, /metrics answers 404)"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +176,8 @@ pub struct Config {
     pub limits: crate::web::limits::Limits,
     /// Reverse proxies believed about the client's address.
     pub trusted_proxies: crate::web::forwarded::TrustedProxies,
+    /// The bearer token of `/metrics`; none: `/metrics` is not served.
+    pub metrics_token: Option<std::sync::Arc<Secret>>,
 }
 
 /// Command-line values; they win over the file and the environment.
@@ -211,7 +215,7 @@ impl Config {
             }
             None => RawConfig::default(),
         };
-        let fields: [(&str, &mut Option<String>); 35] = [
+        let fields: [(&str, &mut Option<String>); 36] = [
             ("ESTGATE_READ_CACHE_MS", &mut raw.read_cache_ms),
             ("ESTGATE_ARGON2_CONCURRENCY", &mut raw.argon2_concurrency),
             ("ESTGATE_ARGON2_QUEUE", &mut raw.argon2_queue),
@@ -241,6 +245,7 @@ impl Config {
             ("ESTGATE_SMTP_TLS", &mut raw.smtp_tls),
             ("ESTGATE_SMTP_USERNAME", &mut raw.smtp_username),
             ("ESTGATE_SMTP_PASSWORD", &mut raw.smtp_password),
+            ("ESTGATE_METRICS_TOKEN", &mut raw.metrics_token),
             ("ESTGATE_SMTP_CA", &mut raw.smtp_ca),
             ("ESTGATE_MAIL_FROM", &mut raw.mail_from),
             (
@@ -404,6 +409,7 @@ impl Config {
             bounded_number("read_cache_ms", raw.read_cache_ms.as_deref(), 0..=60_000)?
                 .unwrap_or(2_000),
         );
+        let metrics_token = raw.metrics_token.map(metrics_token).transpose()?;
         let guessing = guess_limits(GuessKeys {
             argon2_concurrency: raw.argon2_concurrency,
             argon2_queue: raw.argon2_queue,
@@ -445,8 +451,23 @@ impl Config {
             read_cache,
             limits,
             trusted_proxies,
+            metrics_token,
         })
     }
+}
+
+/// The `/metrics` bearer token: long enough not to be guessed, and only characters a
+/// header carries as they are (no space, no control character).
+fn metrics_token(t: String) -> Result<std::sync::Arc<Secret>, ConfigError> {
+    let token = Secret::new(t);
+    let s = token.expose();
+    if !(16..=256).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "metrics_token",
+            "must be 16 to 256 visible ASCII characters (no spaces)",
+        ));
+    }
+    Ok(std::sync::Arc::new(token))
 }
 
 /// A whole number within `range`, or `None` when the key is not set.
@@ -745,6 +766,12 @@ mod tests {
             ("ESTGATE_DATABASE_URL", "mysql://x", "database_url"),
             ("ESTGATE_PUBLIC_URL", "http://x", "public_url"),
             ("ESTGATE_CA_CHAIN", "/nonexistent.pem", "ca_key"),
+            ("ESTGATE_METRICS_TOKEN", "short-token", "metrics_token"),
+            (
+                "ESTGATE_METRICS_TOKEN",
+                "a token with spaces in it",
+                "metrics_token",
+            ),
         ];
         for (var, value, key) in cases {
             let env = |k: &str| (k == var).then(|| value.to_string());
@@ -753,7 +780,22 @@ mod tests {
                 err.to_string().contains(&format!("`{key}`")),
                 "{var}: {err}"
             );
+            // A refused token is not echoed (it may be the real one, mistyped).
+            if var == "ESTGATE_METRICS_TOKEN" {
+                assert!(!err.to_string().contains(value), "{err}");
+            }
         }
+    }
+
+    #[test]
+    fn the_metrics_token_is_kept_and_not_shown() {
+        let token = "prometheus-scrape-token-42";
+        let env = |k: &str| (k == "ESTGATE_METRICS_TOKEN").then(|| token.to_string());
+        let c = Config::load(None, env, &Overrides::default()).unwrap();
+        assert_eq!(c.metrics_token.as_ref().map(|t| t.expose()), Some(token));
+        assert!(!format!("{c:?}").contains(token));
+        let none = Config::load(None, no_env, &Overrides::default()).unwrap();
+        assert!(none.metrics_token.is_none());
     }
 
     #[test]
@@ -926,6 +968,27 @@ mod tests {
             assert!(
                 err.to_string().contains(&format!("`{key}`")),
                 "{var}={value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_key_is_a_row_of_the_readme_configuration_table() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let start = readme.find("## Configuration").unwrap();
+        let table: Vec<&str> = readme[start..]
+            .lines()
+            .skip_while(|l| !l.starts_with("| key |"))
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        for (key, var, _) in KEYS {
+            assert!(
+                table
+                    .iter()
+                    .any(|row| row.contains(&format!("`{key}`"))
+                        && row.contains(&format!("`{var}`"))),
+                "{key} ({var}) is not in README's configuration table"
             );
         }
     }

@@ -13,6 +13,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod mail;
+pub mod metrics;
 pub mod ra;
 pub mod store;
 #[doc(hidden)]

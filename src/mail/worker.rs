@@ -14,6 +14,7 @@ use super::confirmation::Confirmation;
 use super::notices::{About, NoticeEmail};
 use super::{MailConfig, MailError, Mailer};
 use crate::domain::{generate_secret, hash_token, CertStatus, Clock, OrderStatus, Secret};
+use crate::metrics::{MailOutcome, Metrics};
 use crate::store::{NoticeKind, OutboxItem, Store, StoreError, OUTBOX_EMAIL_CONFIRMATION};
 
 /// How long a claimed row belongs to this worker before another may claim it again.
@@ -69,6 +70,8 @@ pub struct Worker {
     pub link_ttl_secs: i64,
     /// How long to sleep when nothing is due.
     pub poll: Duration,
+    /// Where sent, failed and dropped messages are counted (`/metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 enum Outcome {
@@ -94,7 +97,14 @@ impl Worker {
             public_url: public_url.trim_end_matches('/').to_string(),
             link_ttl_secs: config.link_ttl_secs,
             poll: Duration::from_secs(1),
+            metrics: Metrics::new(),
         }
+    }
+
+    /// The same worker, counting in the server's `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Worker {
+        self.metrics = metrics;
+        self
     }
 
     /// Sends what is due, then sleeps `poll`, until `shutdown` resolves. Stopping in the
@@ -162,10 +172,12 @@ impl Worker {
         match outcome {
             Outcome::Sent => {
                 self.store.outbox_sent(item.id, now).await?;
+                self.metrics.mail(MailOutcome::Sent);
                 tracing::info!(outbox_id = item.id, domain, kind = %item.kind, "email sent");
             }
             Outcome::Dropped(why) => {
                 self.store.outbox_dropped(item.id, now, why).await?;
+                self.metrics.mail(MailOutcome::Dropped);
                 tracing::info!(outbox_id = item.id, domain, "email not sent: {why}");
             }
             Outcome::Failed(error) => {
@@ -174,6 +186,7 @@ impl Worker {
                 self.store
                     .outbox_failed(item.id, attempts, next, &error)
                     .await?;
+                self.metrics.mail(MailOutcome::Failed);
                 tracing::warn!(
                     outbox_id = item.id,
                     domain,

@@ -4,6 +4,7 @@
 
 pub mod admin;
 mod cache;
+mod figures;
 mod lifecycle;
 mod plan;
 pub mod publication;
@@ -23,6 +24,7 @@ use crate::domain::{
     EmailAddress, Person, PersonStatus, Profile, Secret, SecretHash, SubjectSource,
 };
 use crate::error::{Error, ErrorKind};
+use crate::metrics::{GuessRefusal, Metrics};
 use crate::store::{AuditEntry, Issuance, OrderOf, SignedCertificate, SigningIntent, Store};
 
 pub use lifecycle::{OrderView, APPROVAL_RETRY_AFTER_SECS};
@@ -72,6 +74,8 @@ pub struct Ra {
     verifications: Arc<throttle::Verifications>,
     /// Accounts, profiles, organisations and departments read recently (cache.rs).
     reads: Arc<cache::ReadCache>,
+    /// This server's figures for `/metrics` (figures.rs).
+    metrics: Arc<Metrics>,
 }
 
 /// A certificate for a key the server generated; the key exists only in this value.
@@ -121,7 +125,19 @@ impl Ra {
                 &throttle::GuessLimits::default(),
             )),
             reads: Arc::new(cache::ReadCache::new(cache::DEFAULT_MAX_AGE)),
+            metrics: Metrics::new(),
         }
+    }
+
+    /// Where this RA and the front ends in front of it count what they do (one per
+    /// running server).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Ra {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// How long a value read for enrollment may be kept (config `read_cache_ms`; zero:
@@ -756,7 +772,10 @@ impl Ra {
                 throttle::Key::account(limits, account.id),
             ],
         };
-        let recent_failures = throttle::check(&self.store, &keys, now).await?;
+        let recent_failures = self.counted(
+            throttle::check(&self.store, &keys, now).await,
+            GuessRefusal::Locked,
+        )?;
         let profile_id = *account
             .profile_ids
             .first()
@@ -975,12 +994,27 @@ impl Ra {
             })
             .await?;
         let order_id = stored.order_id;
+        self.metrics.issued(&auth.account.name, &auth.profile.name);
         tracing::info!(serial = %serial, order = order_id, "{action}: certificate issued");
         Ok(Issued { der, serial })
     }
 }
 
 impl Ra {
+    /// `r`, after counting a refusal before any check (429 of a throttle, 503 of the
+    /// Argon2 slots) for `/metrics`.
+    fn counted<T>(&self, r: Result<T, Error>, why: GuessRefusal) -> Result<T, Error> {
+        if let Err(e) = &r {
+            if matches!(
+                e.kind,
+                ErrorKind::RateLimited { .. } | ErrorKind::Unavailable { .. }
+            ) {
+                self.metrics.guess_refused(why);
+            }
+        }
+        r
+    }
+
     /// Verifies a guessed secret against `hash` — or a dummy hash when there is none, so
     /// the answer's timing does not reveal which names exist — counted under the throttle
     /// `keys`.
@@ -1019,11 +1053,14 @@ impl Ra {
         }
         let _turn = throttle::take_turn(keys).await;
         // The count may have grown while this guess waited for its turn.
-        let counts = throttle::check(&self.store, keys, self.clock.now()).await?;
+        let counts = self.counted(
+            throttle::check(&self.store, keys, self.clock.now()).await,
+            GuessRefusal::Locked,
+        )?;
         if let Some(i) = known() {
             return Ok(Some(i));
         }
-        let slot = self.verifications.slot().await?;
+        let slot = self.counted(self.verifications.slot().await, GuessRefusal::Busy)?;
         let matched = verify_off_executor(slot, secret, hashes).await;
         if matched.is_none() {
             throttle::fail(&self.store, keys, self.clock.now()).await?;

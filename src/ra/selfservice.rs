@@ -14,6 +14,7 @@ use crate::domain::{
     SubjectSource, WebSession,
 };
 use crate::error::{Error, ErrorKind};
+use crate::metrics::GuessRefusal;
 use crate::store::{NewEmailToken, NewPerson, NewWebSession, TokenRefusal};
 
 /// A web session lasts this long from sign-in: long enough to fill the form, short enough
@@ -211,7 +212,10 @@ impl Ra {
         let org = self.organisation_of(endpoint).await?;
         Self::check_domain(&org, &email)?;
         let now = self.clock.now();
-        throttle::allow_mail(&self.store, email.as_str(), source, now).await?;
+        self.counted(
+            throttle::allow_mail(&self.store, email.as_str(), source, now).await,
+            GuessRefusal::Mail,
+        )?;
         self.store
             .create_email_token(
                 &NewEmailToken {
@@ -334,7 +338,10 @@ impl Ra {
             throttle::Key::secret_id(email),
             throttle::Key::client(&self.guess_limits, source),
         ];
-        let counts = throttle::check(&self.store, &keys, now).await?;
+        let counts = self.counted(
+            throttle::check(&self.store, &keys, now).await,
+            GuessRefusal::Locked,
+        )?;
         let org = self.organisation_of(endpoint).await?;
         let parsed = EmailAddress::parse(email);
         let person = match &parsed {
@@ -452,7 +459,10 @@ impl Ra {
             throttle::Key::client(&self.guess_limits, source),
             throttle::Key::endpoint_access_codes(&self.guess_limits, session.endpoint_id),
         ];
-        throttle::check(&self.store, &keys, now).await?;
+        self.counted(
+            throttle::check(&self.store, &keys, now).await,
+            GuessRefusal::Locked,
+        )?;
         let trimmed = Secret::new(code.expose().trim());
         let candidates: Vec<Account> = self
             .store
@@ -980,7 +990,10 @@ impl Ra {
             }
             Some(t) if t.confirmed_at.is_none() && t.expires_at > now => return Err(waiting()),
             _ => {
-                throttle::allow_mail(&self.store, email.as_str(), source, now).await?;
+                self.counted(
+                    throttle::allow_mail(&self.store, email.as_str(), source, now).await,
+                    GuessRefusal::Mail,
+                )?;
                 self.store
                     .create_email_token(
                         &NewEmailToken {

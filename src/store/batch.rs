@@ -27,6 +27,7 @@ use super::{
     SigningIntent, StoreError,
 };
 use crate::domain::{CertStatus, Id, OrderStatus, UnixTime};
+use crate::metrics::{Histogram, BATCH_SIZE_BOUNDS, LATENCY_BOUNDS};
 
 /// At most this many issuances share one transaction; more wait for the next.
 const MAX_BATCH: usize = 256;
@@ -62,13 +63,31 @@ pub struct Stored {
     pub certificate_id: Id,
 }
 
-/// Figures for the operator (metrics): commits made and certificates they carried.
-#[derive(Debug, Default)]
+/// Figures for the operator (`/metrics`): commits made, the certificates they carried and
+/// how long each took.
+#[derive(Debug)]
 pub struct BatchStats {
     pub commits: AtomicU64,
     pub issuances: AtomicU64,
     pub failed_commits: AtomicU64,
     pub largest: AtomicU64,
+    /// Issuances per committed transaction.
+    pub sizes: Histogram,
+    /// Seconds from a batch's first write to its commit returning (both outcomes).
+    pub commit_seconds: Histogram,
+}
+
+impl Default for BatchStats {
+    fn default() -> BatchStats {
+        BatchStats {
+            commits: AtomicU64::new(0),
+            issuances: AtomicU64::new(0),
+            failed_commits: AtomicU64::new(0),
+            largest: AtomicU64::new(0),
+            sizes: Histogram::new(BATCH_SIZE_BOUNDS),
+            commit_seconds: Histogram::new(LATENCY_BOUNDS),
+        }
+    }
 }
 
 type Job = (Issuance, oneshot::Sender<Result<Stored>>);
@@ -114,8 +133,14 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, stats: Arc<Bat
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (issuances, answers): (Vec<Issuance>, Vec<_>) = batch.drain(..).unzip();
-        let results = match write_batch(&db, &issuances).await {
+        let started = std::time::Instant::now();
+        let written = write_batch(&db, &issuances).await;
+        stats
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let results = match written {
             Ok(results) => {
+                stats.sizes.observe(issuances.len() as f64);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats
                     .issuances

@@ -105,6 +105,16 @@ pub struct Store {
     committer: batch::Committer,
 }
 
+/// The database connection pool of this process (`/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open, in use or idle.
+    pub open: u32,
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
+}
+
 /// Fields of a new person.
 #[derive(Debug, Clone)]
 pub struct NewPerson {
@@ -867,6 +877,26 @@ impl Store {
     /// Group-commit figures since start.
     pub fn batch_stats(&self) -> &std::sync::Arc<BatchStats> {
         self.committer.stats()
+    }
+
+    /// The connection pool now.
+    pub fn pool_stats(&self) -> PoolStats {
+        let of = |size: u32, idle: usize, max: u32| PoolStats {
+            open: size,
+            idle: idle as u32,
+            max,
+        };
+        match self.db.get_database_backend() {
+            sea_orm::DbBackend::Sqlite => {
+                let p = self.db.get_sqlite_connection_pool();
+                of(p.size(), p.num_idle(), p.options().get_max_connections())
+            }
+            sea_orm::DbBackend::Postgres => {
+                let p = self.db.get_postgres_connection_pool();
+                of(p.size(), p.num_idle(), p.options().get_max_connections())
+            }
+            _ => PoolStats::default(),
+        }
     }
 
     pub async fn certificate_by_sha256(&self, sha256: &str) -> Result<Option<CertificateRecord>> {

@@ -480,6 +480,16 @@ impl Store {
             .await?)
     }
 
+    /// Messages not yet sent whose last attempt failed (each waits for its retry).
+    pub async fn outbox_failing(&self) -> Result<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(outbox::Entity::find()
+            .filter(outbox::Column::SentAt.is_null())
+            .filter(outbox::Column::Attempts.gt(0))
+            .count(&self.db)
+            .await?)
+    }
+
     // ---- housekeeping -------------------------------------------------------------------
 
     /// Deletes what has no use any more: ended sessions, messages sent (or dropped) before

@@ -21,6 +21,8 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::metrics::Metrics;
+
 /// The configured bounds (config keys in README's configuration section).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -78,6 +80,7 @@ pub const DRAIN: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Admission {
     limits: Limits,
+    metrics: Arc<Metrics>,
     held: Mutex<Held>,
     refused: RateLimitedLog,
 }
@@ -88,17 +91,14 @@ struct Held {
     per_address: HashMap<IpAddr, usize>,
 }
 
-/// Why a new connection was closed at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    Global,
-    PerAddress,
-}
+/// Why a new connection was closed at once (counted in `/metrics` too).
+pub use crate::metrics::ConnectionRefusal as Refusal;
 
 impl Admission {
-    pub fn new(limits: Limits) -> Arc<Admission> {
+    pub fn new(limits: Limits, metrics: Arc<Metrics>) -> Arc<Admission> {
         Arc::new(Admission {
             limits,
+            metrics,
             held: Mutex::new(Held::default()),
             refused: RateLimitedLog::new(Duration::from_secs(1)),
         })
@@ -110,16 +110,19 @@ impl Admission {
         let peer = peer.to_canonical();
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         if held.total >= self.limits.max_connections {
+            self.metrics.connection_refused(Refusal::Global);
             return Err(Refusal::Global);
         }
         if !exempt {
             let n = held.per_address.get(&peer).copied().unwrap_or(0);
             if n >= self.limits.max_connections_per_address {
+                self.metrics.connection_refused(Refusal::PerAddress);
                 return Err(Refusal::PerAddress);
             }
             *held.per_address.entry(peer).or_insert(0) += 1;
         }
         held.total += 1;
+        self.metrics.connections_open(held.total);
         Ok(Permit {
             admission: self.clone(),
             peer: (!exempt).then_some(peer),
@@ -130,10 +133,7 @@ impl Admission {
     /// of refused connections must not become a flood of log lines.
     pub fn log_refusal(&self, peer: IpAddr, why: Refusal) {
         if let Some(suppressed) = self.refused.ready() {
-            let cap = match why {
-                Refusal::Global => "max_connections",
-                Refusal::PerAddress => "max_connections_per_address",
-            };
+            let cap = why.cap();
             tracing::warn!(%peer, cap, also_refused = suppressed, "connection refused: {cap} reached");
         }
     }
@@ -159,6 +159,7 @@ impl Drop for Permit {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         held.total = held.total.saturating_sub(1);
+        self.admission.metrics.connections_open(held.total);
         if let Some(peer) = self.peer {
             if let Some(n) = held.per_address.get_mut(&peer) {
                 *n -= 1;
@@ -537,11 +538,14 @@ mod tests {
 
     #[test]
     fn caps_hold_globally_and_per_address_and_free_on_drop() {
-        let a = Admission::new(Limits {
-            max_connections: 3,
-            max_connections_per_address: 2,
-            ..Limits::default()
-        });
+        let a = Admission::new(
+            Limits {
+                max_connections: 3,
+                max_connections_per_address: 2,
+                ..Limits::default()
+            },
+            Metrics::new(),
+        );
         let one: IpAddr = "192.0.2.1".parse().unwrap();
         let two: IpAddr = "192.0.2.2".parse().unwrap();
         let p1 = a.admit(one, false).unwrap();

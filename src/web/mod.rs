@@ -7,6 +7,7 @@ pub mod est;
 pub mod forwarded;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod observe;
 pub mod problem;
 
@@ -36,6 +37,8 @@ pub struct AppState {
     /// What `/readyz` checks beyond the process answering (the composition root's
     /// database probe); none answers ready.
     pub readiness: Option<Arc<dyn observe::Readiness>>,
+    /// The bearer token `/metrics` asks for (config `metrics_token`); none: no `/metrics`.
+    pub metrics_token: Option<Arc<crate::domain::Secret>>,
 }
 
 /// What the connection tells about the client: its address and, when it presented one
@@ -66,18 +69,23 @@ pub enum WebError {
 /// doubled slash names nothing else here. Unknown paths and methods get a sentence, never an
 /// empty body. Every request gets an id and an access line (`observe`).
 pub fn router(state: AppState) -> Router {
+    let metrics = state.ra.metrics().clone();
     let routes = Router::new()
         .merge(admin::routes())
         .merge(est::routes())
         .merge(enroll::routes())
         .merge(observe::routes())
+        .merge(metrics::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(observe::keep_matched_path))
         .with_state(state);
     Router::new().fallback_service(tower::service_fn(move |req: Request| {
         let routes = routes.clone();
-        observe::around(req, move |req| routes.oneshot(without_empty_segments(req)))
+        let metrics = metrics.clone();
+        observe::around(req, metrics, move |req| {
+            routes.oneshot(without_empty_segments(req))
+        })
     }))
 }
 
@@ -180,10 +188,11 @@ pub async fn serve(
     app: Router,
     limits: Limits,
     proxies: TrustedProxies,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let admission = Admission::new(limits.clone());
+    let admission = Admission::new(limits.clone(), metrics);
     let limits = Arc::new(limits);
     let proxies = Arc::new(proxies);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -89,7 +89,11 @@ pub async fn keep_matched_path(req: Request, next: Next) -> Response {
 
 /// Answers `req` with `inner` under its request id, echoes the id in `X-Request-Id` and
 /// writes the access line.
-pub async fn around<F, Fut, E>(req: Request, inner: F) -> Result<Response, E>
+pub async fn around<F, Fut, E>(
+    req: Request,
+    metrics: Arc<crate::metrics::Metrics>,
+    inner: F,
+) -> Result<Response, E>
 where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Result<Response, E>>,
@@ -109,6 +113,7 @@ where
         .get::<MatchedPath>()
         .map(MatchedPath::as_str);
     let parts = RouteParts::of(route, uri.path());
+    metrics.request(route, parts.op, status.as_u16(), ms / 1000.0);
     // Without a route there is no template: the path, with long segments (URI extensions,
     // tokens mistyped into a path) left out.
     let path = route.is_none().then(|| loggable_path(uri.path()));

@@ -17,6 +17,7 @@ mod est;
 mod fuzz_seeds;
 mod http2;
 mod mail;
+mod metrics;
 mod observe;
 mod outside;
 mod pkcs12;

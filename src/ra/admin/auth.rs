@@ -12,6 +12,7 @@ use crate::domain::{
     generate_secret, hash_token, Actor, Admin, ApiKeyRecord, EmailAddress, Id, Secret,
 };
 use crate::error::{Error, ErrorKind};
+use crate::metrics::GuessRefusal;
 use crate::ra::{throttle, Ra};
 use crate::store::AuditEntry;
 
@@ -226,7 +227,10 @@ impl Ra {
             throttle::Key::address(ADMIN_SCOPE, source),
             throttle::Key::client(&self.guess_limits, source),
         ];
-        let counts = throttle::check(&self.store, &keys, now).await?;
+        let counts = self.counted(
+            throttle::check(&self.store, &keys, now).await,
+            GuessRefusal::Locked,
+        )?;
         let found = match EmailAddress::parse(email) {
             Some(e) => self.store.admin_by_email(&e).await?,
             None => None,
