@@ -52,16 +52,21 @@ impl Ra {
             &batch.commit_seconds,
         );
 
-        let pool = self.store.pool_stats();
         let name = "estgate_db_pool_connections";
         header(
             &mut out,
             name,
             "gauge",
-            "Database connections of this process: open, idle among them, and the most the pool opens.",
+            "Database connections of this process by pool (main; reader, SQLite's read pool): open, idle among them, and the most the pool opens.",
         );
-        for (state, n) in [("open", pool.open), ("idle", pool.idle), ("max", pool.max)] {
-            let _ = writeln!(out, "{name}{{state=\"{state}\"}} {n}");
+        for (pool, stats) in self.store.pool_stats() {
+            for (state, n) in [
+                ("open", stats.open),
+                ("idle", stats.idle),
+                ("max", stats.max),
+            ] {
+                let _ = writeln!(out, "{name}{{pool=\"{pool}\",state=\"{state}\"}} {n}");
+            }
         }
 
         let pending = self.store.outbox_pending().await?;

@@ -316,11 +316,12 @@ fn too_many(key: &Key, oldest: Option<UnixTime>, now: UnixTime) -> Error {
 /// Refuses with 429 while any key is at its limit (a read); otherwise returns each key's
 /// count of earlier failures.
 pub async fn check(store: &Store, keys: &[Key], now: UnixTime) -> Result<Vec<u64>, Error> {
+    let names: Vec<(Id, &str)> = keys.iter().map(|k| (k.scope, k.name.as_str())).collect();
+    let found = store
+        .recent_failures_of(&names, window_start(now, WINDOW_SECS))
+        .await?;
     let mut counts = Vec::with_capacity(keys.len());
-    for key in keys {
-        let (count, oldest) = store
-            .recent_failures(key.scope, &key.name, window_start(now, WINDOW_SECS))
-            .await?;
+    for (key, (count, oldest)) in keys.iter().zip(found) {
         if count >= key.limit {
             return Err(too_many(key, oldest, now));
         }

@@ -136,7 +136,7 @@ impl Store {
             .filter(cert_order::Column::AccountId.eq(account_id))
             .filter(cert_order::Column::CsrSha256.eq(csr_sha256))
             .order_by_desc(cert_order::Column::Id)
-            .one(&self.db)
+            .one(self.reader())
             .await?
             .map(order_from)
             .transpose()

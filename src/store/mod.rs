@@ -102,10 +102,37 @@ fn conflict(what: &str) -> impl Fn(DbErr) -> StoreError + '_ {
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Where the reads on every request's path go (`reader()`): on a SQLite file, a pool of
+    /// its own, so they run beside the one writer instead of queuing behind its commits'
+    /// fsync; otherwise (`None`) `db` itself.
+    reader: Option<DatabaseConnection>,
     committer: batch::Committer,
 }
 
-/// The database connection pool of this process (`/metrics`).
+/// Connections of the SQLite read pool. WAL lets readers run while the writer commits; two
+/// cores gain nothing from more.
+const SQLITE_READERS: u32 = 4;
+
+fn pool_stats(db: &DatabaseConnection) -> PoolStats {
+    let of = |size: u32, idle: usize, max: u32| PoolStats {
+        open: size,
+        idle: idle as u32,
+        max,
+    };
+    match db.get_database_backend() {
+        sea_orm::DbBackend::Sqlite => {
+            let p = db.get_sqlite_connection_pool();
+            of(p.size(), p.num_idle(), p.options().get_max_connections())
+        }
+        sea_orm::DbBackend::Postgres => {
+            let p = db.get_postgres_connection_pool();
+            of(p.size(), p.num_idle(), p.options().get_max_connections())
+        }
+        _ => PoolStats::default(),
+    }
+}
+
+/// A database connection pool of this process (`/metrics`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PoolStats {
     /// Connections open, in use or idle.
@@ -349,8 +376,30 @@ impl Store {
         }
         use estgate_migrations::MigratorTrait;
         estgate_migrations::Migrator::up(&db, None).await?;
+        let reader = match &file {
+            Some(_) => {
+                let mut ro = ConnectOptions::new(url.to_string());
+                ro.sqlx_logging(false)
+                    .max_connections(SQLITE_READERS)
+                    .min_connections(1)
+                    // Reads only: a write sent here by mistake fails instead of racing the
+                    // writer for the lock.
+                    .map_sqlx_sqlite_opts(|o| {
+                        use sea_orm::sqlx::sqlite::SqliteJournalMode;
+                        o.journal_mode(SqliteJournalMode::Wal)
+                            .busy_timeout(std::time::Duration::from_secs(5))
+                            .pragma("query_only", "ON")
+                    });
+                Some(Database::connect(ro).await?)
+            }
+            None => None,
+        };
         let committer = batch::Committer::start(db.clone());
-        let store = Store { db, committer };
+        let store = Store {
+            db,
+            reader,
+            committer,
+        };
         store.seal_unchained_audit().await?;
         Ok(store)
     }
@@ -443,7 +492,7 @@ impl Store {
 
     pub async fn organisation(&self, id: Id) -> Result<Organisation> {
         let m = organisation::Entity::find_by_id(id)
-            .one(&self.db)
+            .one(self.reader())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("organisation {id}")))?;
         self.organisation_from(m).await
@@ -504,7 +553,7 @@ impl Store {
 
     pub async fn department(&self, id: Id) -> Result<Department> {
         department::Entity::find_by_id(id)
-            .one(&self.db)
+            .one(self.reader())
             .await?
             .map(|m| Department {
                 id: m.id,
@@ -553,7 +602,7 @@ impl Store {
     pub async fn person_by_email(&self, email: &EmailAddress) -> Result<Option<Person>> {
         person::Entity::find()
             .filter(person::Column::Email.eq(email.as_str()))
-            .one(&self.db)
+            .one(self.reader())
             .await?
             .map(person_from)
             .transpose()
@@ -618,7 +667,7 @@ impl Store {
 
     pub async fn profile(&self, id: Id) -> Result<Profile> {
         profile::Entity::find_by_id(id)
-            .one(&self.db)
+            .one(self.reader())
             .await?
             .map(profile_from)
             .transpose()?
@@ -788,7 +837,7 @@ impl Store {
         match account::Entity::find()
             .filter(account::Column::EstLabel.eq(label))
             .filter(account::Column::DeletedAt.is_null())
-            .one(&self.db)
+            .one(self.reader())
             .await?
         {
             Some(m) => Ok(Some(self.account_from(m).await?)),
@@ -800,7 +849,7 @@ impl Store {
         match account::Entity::find()
             .filter(account::Column::IsDefault.eq(true))
             .filter(account::Column::DeletedAt.is_null())
-            .one(&self.db)
+            .one(self.reader())
             .await?
         {
             Some(m) => Ok(Some(self.account_from(m).await?)),
@@ -879,30 +928,25 @@ impl Store {
         self.committer.stats()
     }
 
-    /// The connection pool now.
-    pub fn pool_stats(&self) -> PoolStats {
-        let of = |size: u32, idle: usize, max: u32| PoolStats {
-            open: size,
-            idle: idle as u32,
-            max,
-        };
-        match self.db.get_database_backend() {
-            sea_orm::DbBackend::Sqlite => {
-                let p = self.db.get_sqlite_connection_pool();
-                of(p.size(), p.num_idle(), p.options().get_max_connections())
-            }
-            sea_orm::DbBackend::Postgres => {
-                let p = self.db.get_postgres_connection_pool();
-                of(p.size(), p.num_idle(), p.options().get_max_connections())
-            }
-            _ => PoolStats::default(),
+    /// The connection pools now: `main` (writes and most reads) and, on a SQLite file,
+    /// `reader` (the reads on every request's path).
+    pub fn pool_stats(&self) -> Vec<(&'static str, PoolStats)> {
+        let mut out = vec![("main", pool_stats(&self.db))];
+        if let Some(r) = &self.reader {
+            out.push(("reader", pool_stats(r)));
         }
+        out
+    }
+
+    /// The connection for reads on every request's path (see `reader`).
+    fn reader(&self) -> &DatabaseConnection {
+        self.reader.as_ref().unwrap_or(&self.db)
     }
 
     pub async fn certificate_by_sha256(&self, sha256: &str) -> Result<Option<CertificateRecord>> {
         certificate::Entity::find()
             .filter(certificate::Column::Sha256.eq(sha256))
-            .one(&self.db)
+            .one(self.reader())
             .await?
             .map(certificate_from)
             .transpose()
@@ -975,6 +1019,51 @@ impl Store {
             .all(&self.db)
             .await?;
         Ok((rows.len() as u64, rows.first().map(|r| r.at)))
+    }
+
+    /// `recent_failures` for several (scope, name) keys in one query: each key's count and
+    /// oldest time since `since`, in the order given (the throttle's check on every
+    /// authentication asks for four at once).
+    pub async fn recent_failures_of(
+        &self,
+        keys: &[(Id, &str)],
+        since: UnixTime,
+    ) -> Result<Vec<(u64, Option<UnixTime>)>> {
+        use sea_orm::{Condition, QuerySelect};
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut any = Condition::any();
+        for (scope, name) in keys {
+            any = any.add(
+                Condition::all()
+                    .add(auth_failure::Column::AccountId.eq(*scope))
+                    .add(auth_failure::Column::Username.eq(*name)),
+            );
+        }
+        let rows: Vec<(Id, String, i64, Option<UnixTime>)> = auth_failure::Entity::find()
+            .select_only()
+            .column(auth_failure::Column::AccountId)
+            .column(auth_failure::Column::Username)
+            .column_as(auth_failure::Column::Id.count(), "n")
+            .column_as(auth_failure::Column::At.min(), "oldest")
+            .filter(auth_failure::Column::At.gte(since))
+            .filter(any)
+            .group_by(auth_failure::Column::AccountId)
+            .group_by(auth_failure::Column::Username)
+            .into_tuple()
+            .all(self.reader())
+            .await?;
+        Ok(keys
+            .iter()
+            .map(|(scope, name)| {
+                rows.iter()
+                    .find(|(s, n, _, _)| s == scope && n == name)
+                    .map_or((0, None), |(_, _, count, oldest)| {
+                        (u64::try_from(*count).unwrap_or(0), *oldest)
+                    })
+            })
+            .collect())
     }
 
     pub async fn record_failure(
@@ -1223,6 +1312,67 @@ mod file_tests {
         assert_eq!(pragma("journal_mode").await, "wal");
         assert_eq!(pragma("foreign_keys").await, "1");
         assert_eq!(pragma("busy_timeout").await, "5000");
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_read_pool_sees_each_commit_at_once_and_refuses_writes() {
+        use sea_orm::Statement;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("r.db").display());
+        let store = Store::open(&url).await.unwrap();
+        assert_eq!(
+            store
+                .pool_stats()
+                .iter()
+                .map(|(p, _)| *p)
+                .collect::<Vec<_>>(),
+            ["main", "reader"]
+        );
+        let org = store
+            .create_organisation("Org", &["example.org".into()], 0)
+            .await
+            .unwrap();
+        // Read back through the reader right after the writer's commit returned.
+        assert_eq!(store.organisation(org.id).await.unwrap().name, "Org");
+        let write = store
+            .reader()
+            .execute(Statement::from_string(
+                sea_orm::DatabaseBackend::Sqlite,
+                "DELETE FROM organisation".to_string(),
+            ))
+            .await;
+        assert!(write.is_err(), "the read pool wrote");
+        assert_eq!(store.organisations().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn failures_of_several_keys_are_counted_in_one_query_in_the_order_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("f.db").display());
+        let store = Store::open(&url).await.unwrap();
+        for (scope, name, at) in [
+            (0, "client:a", 100),
+            (0, "client:a", 90),
+            (7, "u", 120),
+            (7, "u", 10),
+        ] {
+            store.record_failure(scope, name, at).await.unwrap();
+        }
+        let got = store
+            .recent_failures_of(&[(7, "u"), (0, "nobody"), (0, "client:a")], 50)
+            .await
+            .unwrap();
+        // (7, "u") at 10 is outside the window.
+        assert_eq!(got, [(1, Some(120)), (0, None), (2, Some(90))]);
+        for (scope, name) in [(7, "u"), (0, "client:a")] {
+            let one = store.recent_failures(scope, name, 50).await.unwrap();
+            let of = store
+                .recent_failures_of(&[(scope, name)], 50)
+                .await
+                .unwrap();
+            assert_eq!(of, [one]);
+        }
+        assert!(store.recent_failures_of(&[], 0).await.unwrap().is_empty());
     }
 
     #[test]

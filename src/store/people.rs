@@ -483,7 +483,7 @@ impl Store {
         person::Entity::find()
             .filter(person::Column::DeletedEmail.eq(email.as_str()))
             .order_by_desc(person::Column::Id)
-            .one(&self.db)
+            .one(self.reader())
             .await?
             .map(person_from)
             .transpose()

@@ -592,7 +592,7 @@ impl Store {
 
     pub async fn endpoint(&self, id: Id) -> Result<Endpoint> {
         let m = endpoint::Entity::find_by_id(id)
-            .one(&self.db)
+            .one(self.reader())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("endpoint {id}")))?;
         super::endpoint_from(m)
