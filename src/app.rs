@@ -331,7 +331,9 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
 /// reconnect: the database answers a query and holds every migration this build knows.
 /// The CA key needs no probe: the listener opens only once it is loaded.
 struct DatabaseReadiness {
-    db: sea_orm::DatabaseConnection,
+    opts: sea_orm::ConnectOptions,
+    /// Connected at the first probe that finds the database, then kept.
+    db: tokio::sync::OnceCell<sea_orm::DatabaseConnection>,
     table: String,
     migrations: Vec<String>,
 }
@@ -344,13 +346,10 @@ impl DatabaseReadiness {
             .max_connections(1)
             .min_connections(0)
             .connect_timeout(web::observe::PROBE_TIMEOUT)
-            .acquire_timeout(web::observe::PROBE_TIMEOUT)
-            .connect_lazy(true);
-        let db = sea_orm::Database::connect(opts)
-            .await
-            .map_err(StoreError::Db)?;
+            .acquire_timeout(web::observe::PROBE_TIMEOUT);
         Ok(DatabaseReadiness {
-            db,
+            opts,
+            db: tokio::sync::OnceCell::new(),
             table: estgate_migrations::Migrator::migration_table_name().to_string(),
             migrations: estgate_migrations::Migrator::migrations()
                 .iter()
@@ -361,9 +360,12 @@ impl DatabaseReadiness {
 
     async fn applied(&self) -> Result<Vec<String>, sea_orm::DbErr> {
         use sea_orm::ConnectionTrait;
-        let backend = self.db.get_database_backend();
-        let rows = self
+        let db = self
             .db
+            .get_or_try_init(|| sea_orm::Database::connect(self.opts.clone()))
+            .await?;
+        let backend = db.get_database_backend();
+        let rows = db
             .query_all(sea_orm::Statement::from_string(
                 backend,
                 format!("SELECT version FROM {}", self.table),

@@ -11,13 +11,14 @@
 //! that it fails alone. If the transaction itself fails, every issuance in it fails with
 //! `Unavailable` and none is delivered.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, Set, TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -181,15 +182,13 @@ async fn write_batch(
     // The common case first: every issuance stores, and none needs a savepoint (each
     // statement is a round trip to the database's thread, and savepoints would double them).
     let txn = db.begin().await?;
-    let mut all = Vec::with_capacity(issuances.len());
-    for issuance in issuances {
-        match write_one(&txn, issuance).await {
-            Ok(stored) => all.push(Ok(stored)),
-            Err(_) => break,
-        }
-    }
-    if all.len() == issuances.len() {
-        return finish(txn, issuances, all).await;
+    let all = if txn.support_returning() {
+        write_all(&txn, issuances).await
+    } else {
+        write_each(&txn, issuances).await
+    };
+    if let Ok(all) = all {
+        return finish(txn, issuances, all.into_iter().map(Ok).collect()).await;
     }
     txn.rollback().await?;
     // One could not be stored: again, each in its own savepoint, so that it fails alone.
@@ -235,6 +234,143 @@ async fn finish(
     Ok(results)
 }
 
+/// Every issuance of the batch in a few statements whatever its size: one multi-row insert
+/// of the new orders, one of the certificates (each statement is a round trip to the
+/// database's thread). Rows are matched back by serial, which is unique: neither database
+/// promises the order of `RETURNING` rows. Any error fails the whole batch, which is then
+/// written again issuance by issuance.
+async fn write_all(txn: &DatabaseTransaction, issuances: &[Issuance]) -> Result<Vec<Stored>> {
+    let mut order_ids: HashMap<&str, Id> = HashMap::with_capacity(issuances.len());
+    let mut new_orders = Vec::new();
+    for i in issuances {
+        match &i.order {
+            OrderOf::New(intent) => new_orders.push(new_order(
+                intent,
+                OrderStatus::Issued,
+                Some(intent.serial.clone()),
+                i.now,
+            )),
+            OrderOf::Signing(id) => {
+                mark_issued(txn, *id, i.now).await?;
+                order_ids.insert(i.cert.serial.as_str(), *id);
+            }
+        }
+    }
+    let inserted = if new_orders.is_empty() {
+        Vec::new()
+    } else {
+        cert_order::Entity::insert_many(new_orders)
+            .exec_with_returning_many(txn)
+            .await
+            .map_err(conflict("serial"))?
+    };
+    let by_serial: HashMap<&str, Id> = inserted
+        .iter()
+        .filter_map(|o| o.serial.as_deref().map(|s| (s, o.id)))
+        .collect();
+    let mut rows = Vec::with_capacity(issuances.len());
+    for i in issuances {
+        let serial = i.cert.serial.as_str();
+        let order_id = order_ids
+            .get(serial)
+            .or_else(|| by_serial.get(serial))
+            .copied()
+            .ok_or_else(|| StoreError::Stale(format!("no order stored for serial {serial}")))?;
+        order_ids.insert(serial, order_id);
+        rows.push(certificate_row(order_id, &i.cert));
+    }
+    let certs = certificate::Entity::insert_many(rows)
+        .exec_with_returning_many(txn)
+        .await
+        .map_err(conflict("certificate serial"))?;
+    let cert_ids: HashMap<&str, Id> = certs.iter().map(|c| (c.serial.as_str(), c.id)).collect();
+    let mut out = Vec::with_capacity(issuances.len());
+    for i in issuances {
+        let serial = i.cert.serial.as_str();
+        let (Some(&order_id), Some(&certificate_id)) =
+            (order_ids.get(serial), cert_ids.get(serial))
+        else {
+            return Err(StoreError::Stale(format!(
+                "no certificate stored for serial {serial}"
+            )));
+        };
+        queue_notices(txn, i, order_id, certificate_id).await?;
+        out.push(Stored {
+            order_id,
+            certificate_id,
+        });
+    }
+    Ok(out)
+}
+
+/// Moves an order that waited in `signing` to `issued`. Settled as failed meanwhile
+/// (settle_interrupted): the certificate is not stored, so it is never delivered either.
+async fn mark_issued(txn: &DatabaseTransaction, id: Id, now: UnixTime) -> Result<()> {
+    let r = cert_order::Entity::update_many()
+        .col_expr(
+            cert_order::Column::Status,
+            Expr::value(OrderStatus::Issued.as_str()),
+        )
+        .col_expr(cert_order::Column::UpdatedAt, Expr::value(now))
+        .filter(cert_order::Column::Id.eq(id))
+        .filter(cert_order::Column::Status.eq(OrderStatus::Signing.as_str()))
+        .exec(txn)
+        .await?;
+    if r.rows_affected != 1 {
+        return Err(StoreError::Stale(format!("order {id}")));
+    }
+    Ok(())
+}
+
+fn certificate_row(order_id: Id, c: &SignedCertificate) -> certificate::ActiveModel {
+    certificate::ActiveModel {
+        order_id: Set(order_id),
+        serial: Set(c.serial.clone()),
+        subject: Set(c.subject.clone()),
+        not_before: Set(c.not_before),
+        not_after: Set(c.not_after),
+        der: Set(c.der.clone()),
+        sha256: Set(c.sha256.clone()),
+        status: Set(CertStatus::Valid.as_str().to_string()),
+        revoked_at: Set(None),
+        revocation_reason: Set(None),
+        ..Default::default()
+    }
+}
+
+/// The mail an issuance asked for, naming its stored certificate and order.
+async fn queue_notices(
+    txn: &DatabaseTransaction,
+    i: &Issuance,
+    order_id: Id,
+    certificate_id: Id,
+) -> Result<()> {
+    if i.notices.is_empty() {
+        return Ok(());
+    }
+    let notices: Vec<Notice> = i
+        .notices
+        .iter()
+        .cloned()
+        .map(|mut n| {
+            n.certificate_id = Some(certificate_id);
+            n.order_id = n.order_id.or(Some(order_id));
+            n
+        })
+        .collect();
+    lifecycle::queue(txn, &notices, i.now).await?;
+    Ok(())
+}
+
+/// The batch issuance by issuance, for a database without `RETURNING`.
+async fn write_each(txn: &DatabaseTransaction, issuances: &[Issuance]) -> Result<Vec<Stored>> {
+    let mut all = Vec::with_capacity(issuances.len());
+    for i in issuances {
+        all.push(write_one(txn, i).await?);
+    }
+    Ok(all)
+}
+
 async fn write_one(txn: &DatabaseTransaction, i: &Issuance) -> Result<Stored> {
     let order_id = match &i.order {
         OrderOf::New(intent) => {
@@ -250,54 +386,15 @@ async fn write_one(txn: &DatabaseTransaction, i: &Issuance) -> Result<Stored> {
             .id
         }
         OrderOf::Signing(id) => {
-            let r = cert_order::Entity::update_many()
-                .col_expr(
-                    cert_order::Column::Status,
-                    Expr::value(OrderStatus::Issued.as_str()),
-                )
-                .col_expr(cert_order::Column::UpdatedAt, Expr::value(i.now))
-                .filter(cert_order::Column::Id.eq(*id))
-                .filter(cert_order::Column::Status.eq(OrderStatus::Signing.as_str()))
-                .exec(txn)
-                .await?;
-            // Settled as failed meanwhile (settle_interrupted): the certificate is not
-            // stored, so it is never delivered either.
-            if r.rows_affected != 1 {
-                return Err(StoreError::Stale(format!("order {id}")));
-            }
+            mark_issued(txn, *id, i.now).await?;
             *id
         }
     };
-    let c = &i.cert;
-    let m = certificate::ActiveModel {
-        order_id: Set(order_id),
-        serial: Set(c.serial.clone()),
-        subject: Set(c.subject.clone()),
-        not_before: Set(c.not_before),
-        not_after: Set(c.not_after),
-        der: Set(c.der.clone()),
-        sha256: Set(c.sha256.clone()),
-        status: Set(CertStatus::Valid.as_str().to_string()),
-        revoked_at: Set(None),
-        revocation_reason: Set(None),
-        ..Default::default()
-    }
-    .insert(txn)
-    .await
-    .map_err(conflict("certificate serial"))?;
-    if !i.notices.is_empty() {
-        let notices: Vec<Notice> = i
-            .notices
-            .iter()
-            .cloned()
-            .map(|mut n| {
-                n.certificate_id = Some(m.id);
-                n.order_id = n.order_id.or(Some(order_id));
-                n
-            })
-            .collect();
-        lifecycle::queue(txn, &notices, i.now).await?;
-    }
+    let m = certificate_row(order_id, &i.cert)
+        .insert(txn)
+        .await
+        .map_err(conflict("certificate serial"))?;
+    queue_notices(txn, i, order_id, m.id).await?;
     Ok(Stored {
         order_id,
         certificate_id: m.id,
