@@ -120,7 +120,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("http_public_url", "ESTGATE_HTTP_PUBLIC_URL", "http:// base URL of that listener as relying parties reach it; certificates carry {base}/crl, {base}/ocsp, {base}/ca.cer (default http://<http_listen>)"),
     ("approver_emails", "ESTGATE_APPROVER_EMAILS", "comma-separated addresses told that a request waits for approval (default: none)"),
     ("expiry_reminder_days", "ESTGATE_EXPIRY_REMINDER_DAYS", "comma-separated days before notAfter to remind the person (default 30,7,1; empty: none)"),
-    ("argon2_concurrency", "ESTGATE_ARGON2_CONCURRENCY", "secret verifications (Argon2) running at once in this process, 1..1024 (default: the number of cores)"),
+    ("argon2_concurrency", "ESTGATE_ARGON2_CONCURRENCY", "secret verifications (Argon2) running at once in this process, 1..1024 (default: the number of cores less one, at least 1)"),
     ("argon2_queue", "ESTGATE_ARGON2_QUEUE", "guesses waiting for a verification; beyond them 503 with Retry-After, 0..65536 (default twice argon2_concurrency)"),
     ("failures_per_client", "ESTGATE_FAILURES_PER_CLIENT", "failed authentications per client address (IPv4, IPv6 /64) in 15 minutes across all accounts, endpoints and admin sign-in, then 429 (default 50)"),
     ("read_cache_ms", "ESTGATE_READ_CACHE_MS", "how long the account, profile, organisation and department an enrollment reads are kept, 0..60000 ms; a change made by another process (the CLI, a second server) is in force after at most this long, one made through this server's API at once (default 2000; 0: always read)"),

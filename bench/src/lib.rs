@@ -135,7 +135,29 @@ impl Connection {
         server_name: &str,
         config: Arc<rustls::ClientConfig>,
     ) -> Result<Connection, Error> {
-        let tcp = TcpStream::connect(addr).await?;
+        Connection::connect_from(None, addr, server_name, config).await
+    }
+
+    /// `connect` from the local address `from` (e.g. 127.0.0.2, another client to a server
+    /// on loopback), or the system's choice.
+    pub async fn connect_from(
+        from: Option<std::net::IpAddr>,
+        addr: SocketAddr,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<Connection, Error> {
+        let tcp = match from {
+            None => TcpStream::connect(addr).await?,
+            Some(ip) => {
+                let socket = if ip.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await?
+            }
+        };
         tcp.set_nodelay(true)?;
         let name = ServerName::try_from(server_name.to_string())
             .map_err(|e| Error::Http(format!("server name: {e}")))?;

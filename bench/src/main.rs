@@ -39,6 +39,11 @@ enum Mode {
     OcspGet,
     /// OCSP POST of --ocsp-request to --url, kept alive; counted as for ocsp-get
     OcspPost,
+    /// Wrong passwords under ever new usernames to --url (simpleenroll) from --concurrency
+    /// kept-alive connections (e.g. 1000), an answer counting only as 401, 429 or 503,
+    /// while one connection enrolls with --probe-user on --probe-url: prints the flood's
+    /// and the probe's figures, the server's from --server-pid over the flood
+    GuessFlood,
 }
 
 impl Mode {
@@ -114,6 +119,19 @@ struct Args {
     /// of --url)
     #[arg(long, value_name = "URL")]
     cacerts_url: Option<String>,
+    /// The simpleenroll URL a valid enrollment is timed on during guess-flood
+    #[arg(long, value_name = "URL")]
+    probe_url: Option<String>,
+    /// The local address the guess-flood probe connects from, e.g. 127.0.0.2: another client
+    /// than the flood's, which the server's per-address limits lock out
+    #[arg(long, value_name = "IP")]
+    probe_bind: Option<std::net::IpAddr>,
+    /// HTTP Basic user of the guess-flood probe
+    #[arg(long)]
+    probe_user: Option<String>,
+    /// HTTP Basic password of the guess-flood probe
+    #[arg(long, env = "ESTGATE_BENCH_PROBE_PASSWORD", hide_env_values = true)]
+    probe_password: Option<String>,
     /// Instead of sending requests, time N raw key generations of --key-type on this
     /// machine with the server's backend (aws-lc-rs), for comparison with /serverkeygen
     #[arg(long, value_name = "N")]
@@ -122,6 +140,8 @@ struct Args {
 
 struct Target {
     addr: std::net::SocketAddr,
+    /// The local address to connect from (guess-flood's probe); none: the system's choice.
+    bind: Option<std::net::IpAddr>,
     host: String,
     path: String,
     tls: bool,
@@ -153,6 +173,7 @@ fn parse_url(url: &str) -> Result<Target, String> {
         .ok_or("no address")?;
     Ok(Target {
         addr,
+        bind: None,
         host,
         path: if path.is_empty() {
             "/".into()
@@ -173,6 +194,8 @@ struct Workload {
     ocsp: bool,
     /// A new connection for every request.
     reconnect: bool,
+    /// Refusals are the answers wanted (guess-flood): 401, 429 and 503 count, 200 does not.
+    refusals_wanted: bool,
 }
 
 /// The cacerts URL beside an EST URL: everything up to `/.well-known/est/`, then `cacerts`.
@@ -222,6 +245,28 @@ fn workload(args: &Args, target: &Target, mode: Mode) -> Result<Workload, String
                 media_type: None,
                 ocsp: false,
                 reconnect: matches!(mode, Mode::NewConnection | Mode::Resume),
+                refusals_wanted: false,
+            }
+        }
+        Mode::GuessFlood => {
+            // Ever new names: none shares a per-name throttle key or a verified secret.
+            let requests = (0..4096)
+                .map(|i| {
+                    let auth = basic_auth(&format!("guess-{i}@example.org"), "not-the-secret");
+                    let headers = [
+                        ("Content-Type", "application/pkcs10"),
+                        ("Authorization", auth.as_str()),
+                        ua,
+                    ];
+                    encode_request("POST", &host, &target.path, &headers, b"MIIB")
+                })
+                .collect();
+            Workload {
+                requests,
+                media_type: None,
+                ocsp: false,
+                reconnect: false,
+                refusals_wanted: true,
             }
         }
         Mode::Cacerts => Workload {
@@ -229,6 +274,7 @@ fn workload(args: &Args, target: &Target, mode: Mode) -> Result<Workload, String
             media_type: Some("application/pkcs7-mime"),
             ocsp: false,
             reconnect: false,
+            refusals_wanted: false,
         },
         Mode::OcspGet => Workload {
             requests: one(
@@ -240,6 +286,7 @@ fn workload(args: &Args, target: &Target, mode: Mode) -> Result<Workload, String
             media_type: Some("application/ocsp-response"),
             ocsp: true,
             reconnect: false,
+            refusals_wanted: false,
         },
         Mode::OcspPost => Workload {
             requests: one(
@@ -251,6 +298,7 @@ fn workload(args: &Args, target: &Target, mode: Mode) -> Result<Workload, String
             media_type: Some("application/ocsp-response"),
             ocsp: true,
             reconnect: false,
+            refusals_wanted: false,
         },
     })
 }
@@ -282,7 +330,7 @@ impl Link {
     ) -> Result<Link, Error> {
         Ok(match config {
             Some(c) => Link::Tls(Box::new(
-                Connection::connect(target.addr, &target.host, c.clone()).await?,
+                Connection::connect_from(target.bind, target.addr, &target.host, c.clone()).await?,
             )),
             None => Link::Plain(Connection::connect_plain(target.addr, &target.host).await?),
         })
@@ -299,6 +347,10 @@ impl Link {
 impl Workload {
     /// Why `r` does not count as an answer, in one line; None when it does.
     fn refusal(&self, r: &Response) -> Option<String> {
+        if self.refusals_wanted {
+            return (!matches!(r.status, 401 | 429 | 503))
+                .then(|| format!("HTTP {} to a wrong password", r.status));
+        }
         let ct = r.header("content-type").unwrap_or("no Content-Type");
         let status_ok = r.status == 200 && self.media_type.is_none_or(|m| r.has_media_type(m));
         if !status_ok {
@@ -687,6 +739,42 @@ async fn main() -> Result<(), String> {
         }
         return Ok(());
     }
+    if args.mode == Mode::GuessFlood {
+        let (Some(probe_url), Some(user), Some(password)) =
+            (&args.probe_url, &args.probe_user, &args.probe_password)
+        else {
+            return Err("guess-flood needs --probe-url, --probe-user and --probe-password".into());
+        };
+        let probe_target = Arc::new(Target {
+            bind: args.probe_bind,
+            ..parse_url(probe_url)?
+        });
+        let probe_args = Args {
+            user: Some(user.clone()),
+            password: Some(password.clone()),
+            requests: 0,
+            ..Args::parse_from(["estgate-bench", "--url", probe_url])
+        };
+        let probe = Load {
+            concurrency: 1,
+            server_pid: None,
+            ..load(
+                probe_target.clone(),
+                workload(&probe_args, &probe_target, Mode::Keepalive)?,
+                None,
+            )
+        };
+        let flood = load(
+            target,
+            workload(&args, &parse_url(&args.url)?, Mode::GuessFlood)?,
+            None,
+        );
+        let (f, p) = tokio::join!(flood.run(), probe.run());
+        print_summary(Mode::GuessFlood, &args.url, &args.key_type, &flood, &f?);
+        println!();
+        print_summary(Mode::Keepalive, probe_url, &args.key_type, &probe, &p?);
+        return Ok(());
+    }
     let work = workload(&args, &target, args.mode)?;
     let one = load(target, work, recorder);
     let summary = one.run().await?;
@@ -802,6 +890,7 @@ mod tests {
                 media_type: None,
                 ocsp: false,
                 reconnect: matches!(mode, Mode::NewConnection | Mode::Resume),
+                refusals_wanted: false,
             }),
             target: Arc::new(target),
             config: Some(tls_config(&args, mode).unwrap()),
@@ -962,6 +1051,7 @@ mod tests {
             media_type: Some("application/ocsp-response"),
             ocsp: true,
             reconnect: false,
+            refusals_wanted: false,
         };
         let answer = |ct: &str, body: &[u8]| {
             let mut wire = format!(
@@ -997,5 +1087,29 @@ mod tests {
             .refusal(&html)
             .unwrap()
             .starts_with("HTTP 200 (text/html"));
+    }
+
+    #[tokio::test]
+    async fn a_guess_flood_counts_refusals_and_not_certificates() {
+        let work = Workload {
+            requests: vec![],
+            media_type: None,
+            ocsp: false,
+            reconnect: false,
+            refusals_wanted: true,
+        };
+        for (status, counts) in [
+            (401, true),
+            (429, true),
+            (503, true),
+            (200, false),
+            (400, false),
+        ] {
+            let wire = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n").into_bytes();
+            let r = estgate_bench::read_response(&mut tokio::io::BufReader::new(&wire[..]))
+                .await
+                .unwrap();
+            assert_eq!(work.refusal(&r).is_none(), counts, "{status}");
+        }
     }
 }

@@ -77,15 +77,17 @@ pub struct GuessLimits {
 }
 
 impl Default for GuessLimits {
-    /// One verification per core (Argon2 is CPU- and memory-bound, so more at once only
-    /// slows each down) and a queue of two per core.
+    /// One verification per core but one (Argon2 is CPU- and memory-bound, so more at once
+    /// only slows each down, and a core is left to the requests), at least one, and a queue
+    /// of two per verification.
     fn default() -> Self {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let concurrency = cores.saturating_sub(1).max(1);
         GuessLimits {
-            argon2_concurrency: cores,
-            argon2_queue: 2 * cores,
+            argon2_concurrency: concurrency,
+            argon2_queue: 2 * concurrency,
             failures_per_client: MAX_FAILURES_PER_CLIENT,
             failures_per_account: MAX_FAILURES_PER_ACCOUNT,
         }
@@ -447,6 +449,17 @@ impl Verifications {
     }
 }
 
+/// Lowers the calling thread's scheduling priority (nice 10): the thread an Argon2
+/// verification runs on yields the cores to request handling whenever both want them.
+pub fn yield_to_requests() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only changes the scheduling priority of the thread named by its
+    // id, here the calling thread (Linux keeps nice values per thread); no memory is touched.
+    unsafe {
+        let _ = libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    }
+}
+
 /// A place in the queue for a slot, given back when the wait ends or is abandoned.
 struct Place<'a>(&'a AtomicUsize);
 
@@ -479,6 +492,24 @@ fn busy() -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_verification_thread_runs_at_nice_10_and_leaves_other_threads_alone() {
+        let nice = || {
+            // SAFETY: getpriority only reads the calling thread's nice value.
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+        };
+        let before = nice();
+        let lowered = std::thread::spawn(move || {
+            yield_to_requests();
+            nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, (before + 10).min(19));
+        assert_eq!(nice(), before, "the caller's own thread was lowered");
+    }
 
     #[test]
     fn keys_normalise() {
