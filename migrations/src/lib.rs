@@ -11,6 +11,7 @@ mod m0003_self_enrollment;
 mod m0004_lifecycle;
 mod m0005_administration;
 mod m0006_account_bind_device_names;
+mod m0007_certificate_order_index;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_lifecycle::Migration),
             Box::new(m0005_administration::Migration),
             Box::new(m0006_account_bind_device_names::Migration),
+            Box::new(m0007_certificate_order_index::Migration),
         ]
     }
 }
