@@ -288,9 +288,7 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running, Ap
     })?;
     let app = web::router(AppState {
         ra: ra.clone(),
-        readiness: Some(Arc::new(
-            DatabaseReadiness::new(&config.database_url).await?,
-        )),
+        readiness: Some(Arc::new(DatabaseReadiness::new(&config.database_url))),
         metrics_token: config.metrics_token.clone(),
     });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -339,7 +337,7 @@ struct DatabaseReadiness {
 }
 
 impl DatabaseReadiness {
-    async fn new(url: &str) -> Result<DatabaseReadiness, AppError> {
+    fn new(url: &str) -> DatabaseReadiness {
         use estgate_migrations::MigratorTrait;
         let mut opts = sea_orm::ConnectOptions::new(url.to_string());
         opts.sqlx_logging(false)
@@ -347,7 +345,7 @@ impl DatabaseReadiness {
             .min_connections(0)
             .connect_timeout(web::observe::PROBE_TIMEOUT)
             .acquire_timeout(web::observe::PROBE_TIMEOUT);
-        Ok(DatabaseReadiness {
+        DatabaseReadiness {
             opts,
             db: tokio::sync::OnceCell::new(),
             table: estgate_migrations::Migrator::migration_table_name().to_string(),
@@ -355,7 +353,7 @@ impl DatabaseReadiness {
                 .iter()
                 .map(|m| m.name().to_string())
                 .collect(),
-        })
+        }
     }
 
     async fn applied(&self) -> Result<Vec<String>, sea_orm::DbErr> {

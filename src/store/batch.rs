@@ -264,19 +264,17 @@ async fn write_all(txn: &DatabaseTransaction, issuances: &[Issuance]) -> Result<
             .await
             .map_err(conflict("serial"))?
     };
-    let by_serial: HashMap<&str, Id> = inserted
-        .iter()
-        .filter_map(|o| o.serial.as_deref().map(|s| (s, o.id)))
-        .collect();
+    order_ids.extend(
+        inserted
+            .iter()
+            .filter_map(|o| o.serial.as_deref().map(|s| (s, o.id))),
+    );
     let mut rows = Vec::with_capacity(issuances.len());
     for i in issuances {
         let serial = i.cert.serial.as_str();
-        let order_id = order_ids
+        let order_id = *order_ids
             .get(serial)
-            .or_else(|| by_serial.get(serial))
-            .copied()
             .ok_or_else(|| StoreError::Stale(format!("no order stored for serial {serial}")))?;
-        order_ids.insert(serial, order_id);
         rows.push(certificate_row(order_id, &i.cert));
     }
     let certs = certificate::Entity::insert_many(rows)
